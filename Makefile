@@ -1,0 +1,8 @@
+# Thin aliases: dev.py does the work and needs nothing but Python 3.11+.
+.PHONY: run test lint
+run:
+	python3 dev.py run
+test:
+	python3 dev.py test
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy .

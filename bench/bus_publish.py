@@ -1,0 +1,68 @@
+"""Cost of publishing one event: on the bare bus, and through `events.publish`.
+
+    python bench/bus_publish.py            # uses DATABASE_URL (PostgreSQL for the real figure)
+
+Prints a Markdown table; every figure comes from this run.
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.harness import django_test_database, summary_us, time_each  # noqa: E402
+from events.bus import InMemoryBus  # noqa: E402
+from events.envelope import Event  # noqa: E402
+
+
+def bus_rows(events: int) -> list[str]:
+    rows = []
+    for subscribers in (1, 10, 100):
+        bus = InMemoryBus(started=True)
+        for i in range(subscribers):
+            # A mix of exact, glob and catch-all filters, as real subscribers use.
+            pattern = ("deploy.started", "deploy.*", "*")[i % 3]
+            bus.subscribe(lambda e: None, pattern)
+        prepared = [Event(type="deploy.started", tenant_id="acme") for _ in range(events)]
+        it = iter(prepared)
+        samples = time_each(lambda it=it, bus=bus: bus.publish(next(it)), events)
+        rows.append(f"| `InMemoryBus.publish`, {subscribers} subscribers | {summary_us(samples)} |")
+    return rows
+
+
+def service_rows(events: int) -> list[str]:
+    with django_test_database():
+        from django.db import connection
+
+        import events as events_api
+        from ctrlplane.tenants.services import tenant_create
+
+        tenant = tenant_create(slug="bench")
+        data = {"version": "1.2.3", "replicas": 3}
+        for _ in range(50):  # warm the connection and caches
+            events_api.publish("deploy.started", tenant=tenant, data=data)
+        samples = time_each(
+            lambda: events_api.publish("deploy.started", tenant=tenant, data=data), events
+        )
+        vendor = connection.vendor
+    return [f"| `events.publish` on {vendor}, no subscribers that write | {summary_us(samples)} |"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=20000, help="events per bus row")
+    parser.add_argument("--db-events", type=int, default=2000, help="events for events.publish")
+    args = parser.parse_args()
+    print(f"# bus_publish  ({platform.python_implementation()} {platform.python_version()}, "
+          f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')})\n")
+    print("| what | mean µs | p50 µs | p95 µs |")
+    print("|---|---:|---:|---:|")
+    for row in bus_rows(args.events) + service_rows(args.db_events):
+        print(row)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""ctrlplane: a webhook delivery control plane."""
+
+from ctrlplane.celery import app as celery_app
+
+__version__ = "0.1.0"
+__all__ = ["__version__", "celery_app"]

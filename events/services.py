@@ -1,0 +1,146 @@
+"""Publishing events: validate, record in the event log, and hand to the bus."""
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from ctrlplane.tenants.models import Tenant
+from ctrlplane.tenants.services import tenant_resolve
+from events.catalogue import InvalidPayload, UnknownEventType, catalogue
+from events.conf import max_payload_bytes
+from events.envelope import Event, EventSource, InvalidEvent
+from events.models import EventRecord
+from events.runtime import get_bus
+
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+
+def event_publish(
+    event_type: str,
+    *,
+    tenant: Tenant | str | int,
+    instance_id: str | None = None,
+    actor_id: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    source: str = EventSource.SYSTEM,
+    metadata: Mapping[str, str] | None = None,
+    timestamp: datetime | None = None,
+) -> Event:
+    """Publish a lifecycle event for a tenant and return it.
+
+    The event is recorded and handed to the bus inside the caller's transaction, so bus
+    subscribers that write (webhook fan-out) commit or roll back with the caller.
+    The same `idempotency_key` for the same tenant returns the first event and publishes
+    nothing new. Raises `ValidationError` with field messages on bad input.
+    """
+    tenant_obj = tenant_resolve(tenant=tenant)
+    event = _build_event(
+        event_type,
+        tenant=tenant_obj,
+        instance_id=instance_id,
+        actor_id=actor_id,
+        data=data,
+        source=source,
+        metadata=metadata,
+        timestamp=timestamp,
+    )
+    if idempotency_key is not None:
+        if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH:
+            raise ValidationError(
+                {"idempotency_key": f"Must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters."}
+            )
+        existing = _event_for_key(tenant=tenant_obj, key=idempotency_key)
+        if existing is not None:
+            return existing
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                _record(event, tenant=tenant_obj, idempotency_key=idempotency_key)
+        except IntegrityError:
+            # Lost a race with a concurrent publish of the same key: theirs is the event.
+            existing = _event_for_key(tenant=tenant_obj, key=idempotency_key or "")
+            if existing is None:
+                raise
+            return existing
+        get_bus().publish(event, raise_errors=True)
+    return event
+
+
+def _build_event(
+    event_type: str,
+    *,
+    tenant: Tenant,
+    instance_id: str | None,
+    actor_id: str | None,
+    data: Mapping[str, Any] | None,
+    source: str,
+    metadata: Mapping[str, str] | None,
+    timestamp: datetime | None,
+) -> Event:
+    payload = {} if data is None else data
+    if not isinstance(payload, Mapping):
+        raise ValidationError({"data": "Must be a JSON object."})
+    try:
+        catalogue.validate(str(event_type), payload)
+    except UnknownEventType as exc:
+        raise ValidationError({"type": str(exc)}) from None
+    except InvalidPayload as exc:
+        raise ValidationError({"data": exc.errors}) from None
+    if source not in set(EventSource):
+        raise ValidationError({"source": f"Must be one of {', '.join(EventSource)}."})
+    for name, value in (("instance_id", instance_id), ("actor_id", actor_id)):
+        if value is not None and (not isinstance(value, str) or not 0 < len(value) <= 200):
+            raise ValidationError({name: "Must be a string of 1 to 200 characters."})
+    if metadata is not None and not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
+    ):
+        raise ValidationError({"metadata": "Must map strings to strings."})
+    extra: dict[str, Any] = {} if timestamp is None else {"timestamp": timestamp}
+    try:
+        event = Event(
+            type=str(event_type),
+            tenant_id=tenant.slug,
+            payload=payload,
+            instance_id=instance_id,
+            actor_id=actor_id,
+            source=str(source),
+            metadata=dict(metadata or {}),
+            **extra,
+        )
+    except InvalidEvent as exc:
+        raise ValidationError({"data": str(exc)}) from None
+    size = len(json.dumps(event.payload, separators=(",", ":")).encode())
+    if size > max_payload_bytes():
+        raise ValidationError(
+            {"data": f"Payload is {size} bytes; the limit is {max_payload_bytes()} bytes."}
+        )
+    return event
+
+
+def _record(event: Event, *, tenant: Tenant, idempotency_key: str | None) -> EventRecord:
+    return EventRecord.objects.create(
+        id=event.id,
+        tenant=tenant,
+        type=event.type,
+        instance_id=event.instance_id,
+        actor_id=event.actor_id,
+        source=event.source,
+        payload=event.payload,
+        metadata=event.metadata,
+        timestamp=event.timestamp,
+        idempotency_key=idempotency_key,
+    )
+
+
+def _event_for_key(*, tenant: Tenant, key: str) -> Event | None:
+    record = (
+        EventRecord.objects.select_related("tenant")
+        .filter(tenant=tenant, idempotency_key=key)
+        .first()
+    )
+    return None if record is None else record.to_envelope()

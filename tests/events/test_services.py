@@ -1,0 +1,171 @@
+import subprocess
+import sys
+import threading
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.db import connection, transaction
+
+import events
+from events.catalogue import EventType, catalogue
+from events.envelope import Event
+from events.models import EventRecord
+from events.runtime import get_bus
+from tests.services import require_postgres
+
+
+@pytest.fixture
+def received():
+    got: list[Event] = []
+    sub = get_bus().subscribe(got.append)
+    yield got
+    sub.unsubscribe()
+
+
+def test_the_pure_bus_modules_import_no_django():
+    code = (
+        "import sys, events, events.bus, events.envelope, events.catalogue, events.patterns;"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] == 'django');"
+        "sys.exit(f'django imported: {bad}' if bad else 0)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_default_bus_is_started_when_apps_are_ready():
+    assert get_bus().running
+
+
+def test_publish_records_the_event_and_hands_it_to_the_bus(tenant, received):
+    event = events.publish(
+        EventType.DEPLOY_SUCCEEDED,
+        tenant=tenant,
+        instance_id="inst-1",
+        actor_id="user-9",
+        data={"version": "1.2.3"},
+    )
+    assert received == [event]
+    record = EventRecord.objects.get(pk=event.id)
+    assert (record.type, record.instance_id, record.actor_id) == (
+        "deploy.succeeded",
+        "inst-1",
+        "user-9",
+    )
+    assert record.payload == {"version": "1.2.3"}
+    assert record.to_envelope() == event
+    assert event.tenant_id == "acme"
+
+
+def test_tenant_may_be_given_by_slug(tenant, received):
+    event = events.publish("health.failed", tenant="acme")
+    assert event.tenant_id == "acme"
+
+
+def test_unknown_tenant_is_a_field_error(db):
+    with pytest.raises(ValidationError) as info:
+        events.publish("health.failed", tenant="nobody")
+    assert "tenant" in info.value.message_dict
+
+
+def test_unknown_type_is_refused_and_nothing_is_recorded(tenant, received):
+    with pytest.raises(ValidationError) as info:
+        events.publish("deploy.exploded", tenant=tenant)
+    assert "unknown event type 'deploy.exploded'" in info.value.message_dict["type"][0]
+    assert not EventRecord.objects.exists()
+    assert received == []
+
+
+def test_payload_breaking_its_schema_is_refused(tenant, received):
+    catalogue.register(
+        "test.scaled",
+        description="test only",
+        schema={"type": "object", "required": ["replicas"]},
+    )
+    with pytest.raises(ValidationError) as info:
+        events.publish("test.scaled", tenant=tenant, data={})
+    assert info.value.message_dict["data"] == ["(root): 'replicas' is a required property"]
+    assert received == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"data": [1, 2]}, "data"),
+        ({"data": {"x": {1, 2}}}, "data"),
+        ({"instance_id": ""}, "instance_id"),
+        ({"actor_id": "x" * 201}, "actor_id"),
+        ({"metadata": {"k": 1}}, "metadata"),
+        ({"source": "martians"}, "source"),
+        ({"idempotency_key": ""}, "idempotency_key"),
+    ],
+)
+def test_bad_input_gets_field_errors(tenant, kwargs, field):
+    with pytest.raises(ValidationError) as info:
+        events.publish("deploy.started", tenant=tenant, **kwargs)
+    assert field in info.value.message_dict
+
+
+def test_oversized_payload_is_refused(tenant, settings):
+    settings.EVENTS_MAX_PAYLOAD_BYTES = 1000
+    with pytest.raises(ValidationError, match="the limit is 1000 bytes"):
+        events.publish("deploy.started", tenant=tenant, data={"blob": "x" * 2000})
+
+
+def test_same_idempotency_key_returns_the_first_event_and_publishes_nothing_new(tenant, received):
+    first = events.publish("deploy.started", tenant=tenant, idempotency_key="k1", data={"n": 1})
+    again = events.publish("deploy.started", tenant=tenant, idempotency_key="k1", data={"n": 2})
+    assert again == first
+    assert received == [first]
+    assert EventRecord.objects.count() == 1
+
+
+def test_idempotency_keys_are_per_tenant(tenant, other_tenant):
+    a = events.publish("deploy.started", tenant=tenant, idempotency_key="same")
+    b = events.publish("deploy.started", tenant=other_tenant, idempotency_key="same")
+    assert a.id != b.id
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_publishes_with_one_key_record_one_event(tenant):
+    require_postgres()  # SQLite serialises writers, so there is no race to lose there
+    results: list[str] = []
+    barrier = threading.Barrier(6)
+
+    def publish() -> None:
+        barrier.wait()
+        try:
+            results.append(events.publish("deploy.started", tenant=tenant, idempotency_key="k").id)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=publish) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(results) == 6
+    assert len(set(results)) == 1
+    assert EventRecord.objects.count() == 1
+
+
+def test_publish_joins_the_callers_transaction(tenant):
+    def publish_then_fail() -> None:
+        with transaction.atomic():
+            events.publish("deploy.started", tenant=tenant)
+            raise RuntimeError("caller failed")
+
+    with pytest.raises(RuntimeError):
+        publish_then_fail()
+    assert not EventRecord.objects.exists()
+
+
+def test_a_failing_subscriber_fails_the_publish_and_records_nothing(tenant):
+    def broken(event: Event) -> None:
+        raise RuntimeError("subscriber down")
+
+    sub = get_bus().subscribe(broken)
+    try:
+        with pytest.raises(ExceptionGroup):
+            events.publish("deploy.started", tenant=tenant)
+    finally:
+        sub.unsubscribe()
+    assert not EventRecord.objects.exists()
