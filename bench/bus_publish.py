@@ -10,12 +10,13 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Iterator
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.harness import django_test_database, summary_us, time_each  # noqa: E402
-from events.bus import InMemoryBus  # noqa: E402
-from events.envelope import Event  # noqa: E402
+from bench.harness import django_test_database, summary_us, time_each
+from events.bus import InMemoryBus
+from events.envelope import Event
 
 
 def bus_rows(events: int) -> list[str]:
@@ -28,7 +29,11 @@ def bus_rows(events: int) -> list[str]:
             bus.subscribe(lambda e: None, pattern)
         prepared = [Event(type="deploy.started", tenant_id="acme") for _ in range(events)]
         it = iter(prepared)
-        samples = time_each(lambda it=it, bus=bus: bus.publish(next(it)), events)
+
+        def publish_next(bus: InMemoryBus = bus, it: Iterator[Event] = it) -> int:
+            return bus.publish(next(it))
+
+        samples = time_each(publish_next, events)
         rows.append(f"| `InMemoryBus.publish`, {subscribers} subscribers | {summary_us(samples)} |")
     return rows
 
@@ -56,8 +61,10 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20000, help="events per bus row")
     parser.add_argument("--db-events", type=int, default=2000, help="events for events.publish")
     args = parser.parse_args()
-    print(f"# bus_publish  ({platform.python_implementation()} {platform.python_version()}, "
-          f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')})\n")
+    print(
+        f"# bus_publish  ({platform.python_implementation()} {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')})\n"
+    )
     print("| what | mean µs | p50 µs | p95 µs |")
     print("|---|---:|---:|---:|")
     for row in bus_rows(args.events) + service_rows(args.db_events):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from ctrlplane.env import env_bool, env_int, env_list, env_str
+from ctrlplane.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CTRLPLANE_VAR_DIR", str(BASE_DIR / "var")))
@@ -134,3 +134,34 @@ LOGGING = {
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 EVENTS_MAX_PAYLOAD_BYTES = env_int("EVENTS_MAX_PAYLOAD_BYTES", 256 * 1024)
+
+# --- Webhooks (defaults and meaning: webhooks/conf.py, docs/configuration.md) ----
+_DEFAULT_SCHEDULE = ["0", "5", "300", "1800", "7200", "18000", "36000", "36000"]
+WEBHOOKS_RETRY_SCHEDULE = [float(s) for s in env_list("WEBHOOKS_RETRY_SCHEDULE", _DEFAULT_SCHEDULE)]
+WEBHOOKS_RETRY_JITTER = env_float("WEBHOOKS_RETRY_JITTER", 0.2)
+WEBHOOKS_RETRY_AFTER_CAP = env_float("WEBHOOKS_RETRY_AFTER_CAP", 3600)
+WEBHOOKS_TIMEOUT = env_float("WEBHOOKS_TIMEOUT", 15)
+WEBHOOKS_CONNECT_TIMEOUT = env_float("WEBHOOKS_CONNECT_TIMEOUT", 5)
+WEBHOOKS_RESPONSE_BODY_LIMIT = env_int("WEBHOOKS_RESPONSE_BODY_LIMIT", 20_000)
+WEBHOOKS_SENDING_LEASE = env_float("WEBHOOKS_SENDING_LEASE", 60)
+WEBHOOKS_REDISPATCH_AFTER = env_float("WEBHOOKS_REDISPATCH_AFTER", 30)
+WEBHOOKS_SWEEP_INTERVAL = env_float("WEBHOOKS_SWEEP_INTERVAL", 5)
+WEBHOOKS_SWEEP_BATCH_SIZE = env_int("WEBHOOKS_SWEEP_BATCH_SIZE", 500)
+WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT = env_int("WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT", 4)
+WEBHOOKS_DISABLE_AFTER = env_float("WEBHOOKS_DISABLE_AFTER", 5 * 24 * 3600)
+WEBHOOKS_SECRET_GRACE_PERIOD = env_float("WEBHOOKS_SECRET_GRACE_PERIOD", 24 * 3600)
+WEBHOOKS_SECRET_BYTES = env_int("WEBHOOKS_SECRET_BYTES", 32)
+WEBHOOKS_ALLOWED_NETWORKS = env_list("WEBHOOKS_ALLOWED_NETWORKS", [])
+WEBHOOKS_ENCRYPTION_KEYS = env_list("WEBHOOKS_ENCRYPTION_KEYS", [])
+
+CELERY_BEAT_SCHEDULE = {
+    "webhooks-sweep": {"task": "webhooks.tasks.sweep", "schedule": WEBHOOKS_SWEEP_INTERVAL},
+}
+# A broker outage must not stall the publisher's request for long: the sweeper re-sends
+# whatever could not be handed over.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}

@@ -20,7 +20,7 @@ from events.patterns import TypeFilter
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[Event], None]
+Handler = Callable[[Event], object]  # the return value is ignored
 DEFAULT_BUFFER_SIZE = 1000
 # Drops are logged on the first and then every Nth occurrence, so a flood cannot flood the log.
 _DROP_LOG_EVERY = 100

@@ -5,3 +5,12 @@ class WebhooksConfig(AppConfig):
     name = "webhooks"
     verbose_name = "Webhooks"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from events.runtime import get_bus
+        from webhooks import checks  # noqa: F401  (registers system checks)
+        from webhooks.catalogue import register_event_types
+        from webhooks.delivery import deliveries_fan_out
+
+        register_event_types()
+        get_bus().subscribe(deliveries_fan_out)

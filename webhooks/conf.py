@@ -1,0 +1,119 @@
+"""Settings of the webhooks app. Each reader documents its setting and default.
+
+docs/configuration.md lists the same settings for operators.
+"""
+
+import base64
+import hashlib
+from datetime import timedelta
+
+from django.conf import settings
+
+DEFAULT_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
+
+
+def _get(name: str, default: object) -> object:
+    return getattr(settings, name, default)
+
+
+def retry_schedule() -> tuple[float, ...]:
+    """WEBHOOKS_RETRY_SCHEDULE: seconds to wait before each attempt; its length is the
+    number of attempts (default 0, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h)."""
+    value = _get("WEBHOOKS_RETRY_SCHEDULE", DEFAULT_RETRY_SCHEDULE)
+    assert isinstance(value, list | tuple)
+    return tuple(float(v) for v in value)
+
+
+def retry_jitter() -> float:
+    """WEBHOOKS_RETRY_JITTER: fraction of random spread around each delay (0.2 = ±20%)."""
+    return float(str(_get("WEBHOOKS_RETRY_JITTER", 0.2)))
+
+
+def retry_after_cap() -> float:
+    """WEBHOOKS_RETRY_AFTER_CAP: longest Retry-After honoured, in seconds (default 1 h)."""
+    return float(str(_get("WEBHOOKS_RETRY_AFTER_CAP", 3600)))
+
+
+def request_timeout() -> float:
+    """WEBHOOKS_TIMEOUT: total seconds for one HTTP attempt (default 15)."""
+    return float(str(_get("WEBHOOKS_TIMEOUT", 15)))
+
+
+def connect_timeout() -> float:
+    """WEBHOOKS_CONNECT_TIMEOUT: seconds to establish the connection (default 5)."""
+    return min(float(str(_get("WEBHOOKS_CONNECT_TIMEOUT", 5))), request_timeout())
+
+
+def response_body_limit() -> int:
+    """WEBHOOKS_RESPONSE_BODY_LIMIT: bytes of response body read and kept (default 20,000)."""
+    return int(str(_get("WEBHOOKS_RESPONSE_BODY_LIMIT", 20_000)))
+
+
+def sending_lease() -> timedelta:
+    """WEBHOOKS_SENDING_LEASE: seconds a claimed delivery may stay `sending` before the
+    sweeper assumes its worker died (default 60; must exceed WEBHOOKS_TIMEOUT)."""
+    return timedelta(seconds=float(str(_get("WEBHOOKS_SENDING_LEASE", 60))))
+
+
+def redispatch_after() -> timedelta:
+    """WEBHOOKS_REDISPATCH_AFTER: seconds after which a due delivery whose task never ran
+    (lost message, broker outage) is sent to the broker again (default 30)."""
+    return timedelta(seconds=float(str(_get("WEBHOOKS_REDISPATCH_AFTER", 30))))
+
+
+def sweep_interval() -> float:
+    """WEBHOOKS_SWEEP_INTERVAL: seconds between sweeper runs in beat (default 5)."""
+    return float(str(_get("WEBHOOKS_SWEEP_INTERVAL", 5)))
+
+
+def sweep_batch_size() -> int:
+    """WEBHOOKS_SWEEP_BATCH_SIZE: deliveries one sweep claims at most (default 500)."""
+    return int(str(_get("WEBHOOKS_SWEEP_BATCH_SIZE", 500)))
+
+
+def max_in_flight_per_endpoint() -> int:
+    """WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT: concurrent requests to one webhook (default 4),
+    so a slow endpoint cannot take every worker thread."""
+    return int(str(_get("WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT", 4)))
+
+
+def disable_after() -> timedelta:
+    """WEBHOOKS_DISABLE_AFTER: seconds of continuous failure before a webhook is disabled
+    (default 5 days)."""
+    return timedelta(seconds=float(str(_get("WEBHOOKS_DISABLE_AFTER", 5 * 24 * 3600))))
+
+
+def secret_grace_period() -> timedelta:
+    """WEBHOOKS_SECRET_GRACE_PERIOD: seconds an old secret keeps signing after a rotation
+    (default 24 h; 0 stops it at once)."""
+    return timedelta(seconds=float(str(_get("WEBHOOKS_SECRET_GRACE_PERIOD", 24 * 3600))))
+
+
+def secret_bytes() -> int:
+    """WEBHOOKS_SECRET_BYTES: random bytes in a new signing secret, 24 to 64 (default 32)."""
+    return int(str(_get("WEBHOOKS_SECRET_BYTES", 32)))
+
+
+def allowed_networks() -> tuple[str, ...]:
+    """WEBHOOKS_ALLOWED_NETWORKS: networks exempt from the private-address block, as CIDRs
+    or the names `loopback`, `private`, `link_local` (default none)."""
+    value = _get("WEBHOOKS_ALLOWED_NETWORKS", ())
+    assert isinstance(value, list | tuple)
+    return tuple(str(v) for v in value)
+
+
+def encryption_keys() -> list[bytes]:
+    """WEBHOOKS_ENCRYPTION_KEYS: Fernet keys for secrets at rest, newest first. Older keys
+    still decrypt, so keys can be rotated. Default: one key derived from SECRET_KEY."""
+    keys = _get("WEBHOOKS_ENCRYPTION_KEYS", ())
+    assert isinstance(keys, list | tuple)
+    if keys:
+        return [str(k).encode() for k in keys]
+    derived = hashlib.sha256(b"ctrlplane.webhooks.secrets:" + settings.SECRET_KEY.encode())
+    return [base64.urlsafe_b64encode(derived.digest())]
+
+
+def user_agent() -> str:
+    from ctrlplane import __version__
+
+    return f"ctrlplane-webhooks/{__version__}"

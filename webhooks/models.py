@@ -1,0 +1,157 @@
+from django.db import models
+
+from ctrlplane.tenants.models import Tenant
+from events.models import EventRecord
+from webhooks.ids import new_attempt_id, new_delivery_id, new_webhook_id
+
+
+class Webhook(models.Model):
+    id = models.CharField(primary_key=True, max_length=40, default=new_webhook_id, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="webhooks")
+    url = models.URLField(max_length=2048)
+    description = models.CharField(max_length=500, blank=True)
+    event_types = models.JSONField(
+        default=list, blank=True, help_text="Exact types or globs (deploy.*); empty means all."
+    )
+    headers = models.JSONField(default=dict, blank=True, help_text="Extra request headers.")
+    active = models.BooleanField(default=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=500, blank=True)
+    # Start of the current unbroken run of failures; cleared by any success.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    last_success_at = models.DateTimeField(null=True, blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["tenant", "active"], name="webhook_tenant_active")]
+
+    def __str__(self) -> str:
+        return f"{self.url} ({self.id})"
+
+    @property
+    def status(self) -> str:
+        return "active" if self.active else "disabled"
+
+
+class WebhookSecret(models.Model):
+    """A signing secret, encrypted at rest. Several are live during a rotation."""
+
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="secrets")
+    ciphertext = models.TextField(editable=False)
+    created = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["webhook", "expires_at"], name="secret_webhook_expiry")]
+
+    def __str__(self) -> str:
+        return f"secret #{self.pk} of {self.webhook_id}"
+
+    def __repr__(self) -> str:
+        return f"<WebhookSecret {self.pk} webhook={self.webhook_id} expires_at={self.expires_at}>"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SENDING = "sending", "Sending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed (will retry)"
+    EXHAUSTED = "exhausted", "Exhausted"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class AttemptTrigger(models.TextChoices):
+    SCHEDULED = "scheduled", "Scheduled"
+    MANUAL = "manual", "Manual"
+    RECOVER = "recover", "Recover"
+
+
+class Delivery(models.Model):
+    """One event to one webhook, across all its attempts."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_delivery_id, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(EventRecord, on_delete=models.CASCADE, related_name="deliveries")
+    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    event_type = models.CharField(max_length=100)
+    status = models.CharField(
+        max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    next_trigger = models.CharField(
+        max_length=16, choices=AttemptTrigger.choices, default=AttemptTrigger.SCHEDULED
+    )
+    # When the delivery's ID was last handed to the broker; the sweeper re-sends a due
+    # delivery only when this is old, so a queued task is not sent twice.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True, db_index=False)
+    updated = models.DateTimeField(auto_now=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        ordering = ["-created", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["event", "webhook"], name="delivery_event_webhook")
+        ]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
+            models.Index(fields=["status", "lease_expires_at"], name="delivery_lease"),
+            models.Index(fields=["tenant", "-created", "-id"], name="delivery_tenant_created"),
+            models.Index(
+                fields=["tenant", "status", "-created", "-id"], name="delivery_tenant_status"
+            ),
+            models.Index(
+                fields=["tenant", "event_type", "-created", "-id"], name="delivery_tenant_type"
+            ),
+            models.Index(fields=["webhook", "-created", "-id"], name="delivery_webhook_created"),
+            models.Index(fields=["webhook", "status"], name="delivery_webhook_status"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} → {self.webhook_id} ({self.status})"
+
+
+class ErrorKind(models.TextChoices):
+    TIMEOUT = "timeout", "Timeout"
+    CONNECTION = "connection", "Connection"
+    DNS = "dns", "DNS"
+    TLS = "tls", "TLS"
+    BLOCKED_TARGET = "blocked_target", "Blocked target"
+    HTTP = "http", "HTTP status"
+
+
+class Attempt(models.Model):
+    """One HTTP try of a delivery."""
+
+    id = models.CharField(primary_key=True, max_length=40, default=new_attempt_id, editable=False)
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    attempt_number = models.PositiveIntegerField()
+    trigger = models.CharField(max_length=16, choices=AttemptTrigger.choices)
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField()
+    request_headers = models.JSONField(default=dict)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_headers = models.JSONField(default=dict)
+    response_body = models.TextField(blank=True)
+    error_kind = models.CharField(max_length=20, choices=ErrorKind.choices, blank=True)
+    error_message = models.TextField(blank=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["delivery", "attempt_number"]
+        indexes = [models.Index(fields=["delivery", "attempt_number"], name="attempt_delivery")]
+
+    def __str__(self) -> str:
+        return f"attempt {self.attempt_number} of {self.delivery_id}"
+
+    @property
+    def succeeded(self) -> bool:
+        return self.response_status is not None and 200 <= self.response_status < 300

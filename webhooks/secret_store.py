@@ -1,0 +1,35 @@
+"""Signing secrets at rest: Fernet-encrypted with rotatable keys (MultiFernet)."""
+
+from functools import lru_cache
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from webhooks import conf
+
+
+@lru_cache(maxsize=4)
+def _fernet(keys: tuple[bytes, ...]) -> MultiFernet:
+    return MultiFernet([Fernet(k) for k in keys])
+
+
+def _current() -> MultiFernet:
+    return _fernet(tuple(conf.encryption_keys()))
+
+
+def encrypt_secret(secret: str) -> str:
+    return _current().encrypt(secret.encode()).decode()
+
+
+def decrypt_secret(ciphertext: str) -> str:
+    try:
+        return _current().decrypt(ciphertext.encode()).decode()
+    except InvalidToken:
+        # Never include the ciphertext: the message ends up in logs and attempt records.
+        raise ValueError(
+            "a webhook secret could not be decrypted; is WEBHOOKS_ENCRYPTION_KEYS complete?"
+        ) from None
+
+
+def reencrypt_secret(ciphertext: str) -> str:
+    """Re-encrypt with the newest key, for rotating WEBHOOKS_ENCRYPTION_KEYS."""
+    return _current().rotate(ciphertext.encode()).decode()

@@ -1,0 +1,75 @@
+"""Validation of webhook fields, shared by services, the API and the admin."""
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from events.catalogue import catalogue
+from events.patterns import is_pattern
+from webhooks import conf
+from webhooks.targets import InvalidTargetURL, NetworkPolicy, validate_target_url
+from webhooks.transport import RESERVED_HEADERS
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+MAX_CUSTOM_HEADERS = 20
+MAX_HEADER_VALUE = 1000
+MAX_EVENT_TYPES = 100
+
+
+def network_policy() -> NetworkPolicy:
+    return NetworkPolicy.from_names(conf.allowed_networks())
+
+
+def clean_url(url: Any) -> str:
+    if not isinstance(url, str):
+        raise ValidationError({"url": "Must be a string."})
+    try:
+        validate_target_url(url, network_policy())
+    except InvalidTargetURL as exc:
+        raise ValidationError({"url": str(exc)}) from None
+    return url
+
+
+def clean_event_types(value: Any) -> list[str]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise ValidationError({"event_types": "Must be a list of event types or patterns."})
+    if len(value) > MAX_EVENT_TYPES:
+        raise ValidationError({"event_types": f"At most {MAX_EVENT_TYPES} entries."})
+    unknown = [v for v in value if not is_pattern(v) and v not in catalogue]
+    if unknown:
+        raise ValidationError(
+            {"event_types": f"Unknown event type(s): {', '.join(unknown)}. See the catalogue."}
+        )
+    bad = [v for v in value if not v or len(v) > 100 or any(c.isspace() for c in v)]
+    if bad:
+        raise ValidationError({"event_types": "Entries must be 1-100 characters, no spaces."})
+    return list(dict.fromkeys(value))
+
+
+def clean_headers(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError({"headers": "Must be an object of header names to values."})
+    if len(value) > MAX_CUSTOM_HEADERS:
+        raise ValidationError({"headers": f"At most {MAX_CUSTOM_HEADERS} custom headers."})
+    cleaned: dict[str, str] = {}
+    for name, header_value in value.items():
+        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+            raise ValidationError({"headers": f"Invalid header name {str(name)[:100]!r}."})
+        if name.lower() in RESERVED_HEADERS or name.lower().startswith("webhook-"):
+            raise ValidationError(
+                {"headers": f"{name} is set by ctrlplane and cannot be overridden."}
+            )
+        if not isinstance(header_value, str) or len(header_value) > MAX_HEADER_VALUE:
+            raise ValidationError(
+                {"headers": f"{name}: a string of at most {MAX_HEADER_VALUE} characters."}
+            )
+        if any(c in header_value for c in "\r\n\x00"):
+            raise ValidationError(
+                {"headers": f"The value of {name} may not contain CR, LF or NUL."}
+            )
+        cleaned[name] = header_value
+    return cleaned
