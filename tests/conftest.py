@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from ctrlplane.tenants.models import Tenant
@@ -35,3 +37,60 @@ def tenant(db: None) -> Tenant:
 @pytest.fixture
 def other_tenant(db: None) -> Tenant:
     return tenant_create(slug="globex", name="Globex")
+
+
+@pytest.fixture(autouse=True)
+def _webhooks_may_reach_loopback(settings) -> None:
+    """Test receivers listen on 127.0.0.1, which production settings refuse."""
+    settings.WEBHOOKS_ALLOWED_NETWORKS = ["loopback"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_celery_queue() -> None:
+    """A queue of our own, so no other worker on this machine steals the tests' tasks."""
+    import os
+    import uuid
+
+    from ctrlplane.celery import app
+
+    queue = f"ctrlplane-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    app.conf.task_default_queue = queue
+    os.environ["CTRLPLANE_TEST_QUEUE"] = queue
+
+
+@pytest.fixture
+def receiver():
+    from pytest_httpserver import HTTPServer
+
+    from tests.receiver import Receiver
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    recv = Receiver(server=server)
+    server.expect_request(re.compile(".*")).respond_with_handler(recv.handle)
+    server.start()
+    yield recv
+    server.clear()
+    if server.is_running():
+        server.stop()
+
+
+@pytest.fixture
+def fast_retries(settings) -> None:
+    """A compressed schedule: four attempts, 0.3 s apart, no jitter."""
+    settings.WEBHOOKS_RETRY_SCHEDULE = [0, 0.3, 0.3, 0.3]
+    settings.WEBHOOKS_RETRY_JITTER = 0
+    settings.WEBHOOKS_TIMEOUT = 3
+    settings.WEBHOOKS_CONNECT_TIMEOUT = 2
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    """A real Celery worker (thread pool) in this process, on the configured broker."""
+    from celery.contrib.testing.worker import start_worker
+
+    from ctrlplane.celery import app
+
+    with start_worker(
+        app, pool="threads", concurrency=6, perform_ping_check=False, shutdown_timeout=30
+    ) as worker:
+        yield worker

@@ -1,0 +1,247 @@
+"""End to end: events.publish → fan-out → broker → real Celery worker → real HTTP receiver."""
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+
+import events
+from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
+from webhooks.services import webhook_create, webhook_secret_current, webhook_secret_rotate
+from tests.receiver import hang, sequence, status, wait_until
+
+pytestmark = [pytest.mark.integration]
+
+
+def delivery_for(webhook: Webhook) -> Delivery:
+    """The webhook's first delivery (later ones may be operational events about it)."""
+    return Delivery.objects.filter(webhook=webhook).order_by("created", "id").first()
+
+
+def wait_for_status(webhook: Webhook, *statuses: str, timeout: float = 20) -> Delivery:
+    wait_until(lambda: delivery_for(webhook).status in statuses, timeout=timeout)
+    return delivery_for(webhook)
+
+
+def test_signed_delivery_reaches_the_receiver_and_verifies(celery_worker, receiver, tenant):
+    url = receiver.route("/hook", status(200, body="thanks"))
+    webhook = webhook_create(
+        tenant=tenant, url=url, event_types=["deploy.*"], headers={"X-Team": "platform"}
+    )
+    secret = webhook_secret_current(webhook=webhook)
+
+    event = events.publish(
+        "deploy.succeeded", tenant=tenant, instance_id="web-1", actor_id="ci", data={"v": "1.2"}
+    )
+
+    [request] = receiver.wait_for("/hook", 1)
+    body = StandardWebhook(secret).verify(request.body, request.headers)
+    assert body == {
+        "id": event.id,
+        "type": "deploy.succeeded",
+        "timestamp": event.timestamp.isoformat().replace("+00:00", "Z"),
+        "tenant": "acme",
+        "instance_id": "web-1",
+        "actor_id": "ci",
+        "data": {"v": "1.2"},
+    }
+    assert request.headers["webhook-id"] == event.id
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["user-agent"].startswith("ctrlplane-webhooks/")
+    assert request.headers["x-team"] == "platform"
+
+    delivery = wait_for_status(webhook, DeliveryStatus.SUCCEEDED)
+    assert (delivery.attempts, delivery.last_status_code) == (1, 200)
+    assert delivery.delivered_at is not None
+    [attempt] = Attempt.objects.filter(delivery=delivery)
+    assert (attempt.attempt_number, attempt.trigger, attempt.response_status) == (
+        1,
+        "scheduled",
+        200,
+    )
+    assert attempt.response_body == "thanks"
+    assert attempt.request_headers["webhook-signature"] == "v1,<redacted>"
+    assert secret not in json.dumps(attempt.request_headers)
+
+
+def test_only_matching_active_webhooks_of_the_tenant_receive(
+    celery_worker, receiver, tenant, other_tenant
+):
+    deploys = webhook_create(
+        tenant=tenant, url=receiver.route("/deploys", status(204)), event_types=["deploy.*"]
+    )
+    webhook_create(
+        tenant=tenant, url=receiver.route("/health", status(204)), event_types=["health.*"]
+    )
+    webhook_create(tenant=other_tenant, url=receiver.route("/other", status(204)))
+    webhook_create(tenant=tenant, url=receiver.route("/off", status(204)), active=False)
+
+    events.publish("deploy.started", tenant=tenant)
+
+    receiver.wait_for("/deploys", 1)
+    wait_for_status(deploys, DeliveryStatus.SUCCEEDED)
+    assert Delivery.objects.count() == 1
+    assert [r.path for r in receiver.received] == ["/deploys"]
+
+
+def test_rotation_signs_with_both_secrets_during_the_grace_period(celery_worker, receiver, tenant):
+    webhook = webhook_create(tenant=tenant, url=receiver.route("/hook", status(204)))
+    old = webhook_secret_current(webhook=webhook)
+    new = webhook_secret_rotate(webhook=webhook, grace_period=timedelta(hours=1))
+
+    events.publish("health.passed", tenant=tenant)
+
+    [request] = receiver.wait_for("/hook", 1)
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    for secret in (old, new):
+        StandardWebhook(secret).verify(request.body, request.headers)
+
+
+def test_after_the_grace_period_only_the_new_secret_signs(celery_worker, receiver, tenant):
+    webhook = webhook_create(tenant=tenant, url=receiver.route("/hook", status(204)))
+    new = webhook_secret_rotate(webhook=webhook, grace_period=timedelta(0))
+
+    events.publish("health.passed", tenant=tenant)
+
+    [request] = receiver.wait_for("/hook", 1)
+    assert len(request.headers["webhook-signature"].split(" ")) == 1
+    StandardWebhook(new).verify(request.body, request.headers)
+
+
+def test_retries_after_500s_until_success(celery_worker, receiver, tenant, fast_retries):
+    url = receiver.route("/hook", sequence(status(500), status(502), status(200)))
+    webhook = webhook_create(tenant=tenant, url=url)
+
+    event = events.publish("instance.failed", tenant=tenant)
+
+    delivery = wait_for_status(webhook, DeliveryStatus.SUCCEEDED)
+    requests = receiver.requests_to("/hook")
+    assert len(requests) == 3
+    assert {r.headers["webhook-id"] for r in requests} == {event.id}
+    attempts = list(Attempt.objects.filter(delivery=delivery).order_by("attempt_number"))
+    assert [(a.attempt_number, a.response_status, a.error_kind) for a in attempts] == [
+        (1, 500, "http"),
+        (2, 502, "http"),
+        (3, 200, ""),
+    ]
+    webhook.refresh_from_db()
+    assert webhook.failing_since is None
+    assert webhook.last_success_at is not None
+
+
+def test_exhaustion_after_the_schedule_emits_delivery_exhausted(
+    celery_worker, receiver, tenant, fast_retries
+):
+    failing = webhook_create(
+        tenant=tenant, url=receiver.route("/fail", status(500)), event_types=["deploy.*"]
+    )
+    watcher = webhook_create(
+        tenant=tenant, url=receiver.route("/ops", status(204)), event_types=["delivery.exhausted"]
+    )
+
+    events.publish("deploy.failed", tenant=tenant)
+
+    delivery = wait_for_status(failing, DeliveryStatus.EXHAUSTED)
+    assert delivery.attempts == 4
+    assert Attempt.objects.filter(delivery=delivery).count() == 4
+    assert len(receiver.requests_to("/fail")) == 4
+    [notice] = receiver.wait_for("/ops", 1)
+    payload = json.loads(notice.body)
+    assert payload["type"] == "delivery.exhausted"
+    assert payload["data"]["delivery_id"] == delivery.pk
+    assert payload["data"]["last_status_code"] == 500
+    wait_for_status(watcher, DeliveryStatus.SUCCEEDED)
+
+
+def test_retry_after_is_honoured(celery_worker, receiver, tenant, fast_retries, settings):
+    settings.WEBHOOKS_RETRY_SCHEDULE = [0, 30, 30]  # the schedule alone would wait 30 s
+    url = receiver.route("/hook", sequence(status(429, {"Retry-After": "1"}), status(204)))
+    webhook = webhook_create(tenant=tenant, url=url)
+
+    events.publish("deploy.started", tenant=tenant)
+
+    first, second = receiver.wait_for("/hook", 2, timeout=15)
+    assert 0.9 <= second.at - first.at < 10
+    wait_for_status(webhook, DeliveryStatus.SUCCEEDED)
+
+
+def test_410_gone_disables_the_webhook_and_cancels_its_pending_deliveries(
+    celery_worker, receiver, tenant, fast_retries
+):
+    webhook = webhook_create(tenant=tenant, url=receiver.route("/gone", status(410)))
+    watcher = webhook_create(
+        tenant=tenant, url=receiver.route("/ops", status(204)), event_types=["webhook.disabled"]
+    )
+
+    events.publish("deploy.started", tenant=tenant)
+
+    wait_until(lambda: not Webhook.objects.get(pk=webhook.pk).active)
+    webhook.refresh_from_db()
+    assert "410" in webhook.disabled_reason
+    assert webhook.disabled_at is not None
+    assert delivery_for(webhook).status == DeliveryStatus.CANCELLED
+    [notice] = receiver.wait_for("/ops", 1)
+    assert json.loads(notice.body)["data"]["webhook_id"] == webhook.pk
+    wait_for_status(watcher, DeliveryStatus.SUCCEEDED)
+
+    events.publish("deploy.started", tenant=tenant)  # a disabled webhook gets nothing new
+    assert Delivery.objects.filter(webhook=webhook).count() == 1
+
+
+def test_a_rolled_back_transaction_delivers_nothing(celery_worker, receiver, tenant):
+    webhook_create(tenant=tenant, url=receiver.route("/hook", status(204)))
+
+    def publish_then_fail() -> None:
+        with transaction.atomic():
+            events.publish("deploy.started", tenant=tenant)
+            raise RuntimeError("deploy aborted")
+
+    with pytest.raises(RuntimeError):
+        publish_then_fail()
+    events.publish("deploy.succeeded", tenant=tenant)  # a marker that does commit
+
+    [request] = receiver.wait_for("/hook", 1)
+    assert json.loads(request.body)["type"] == "deploy.succeeded"
+    assert Delivery.objects.count() == 1
+    assert len(receiver.requests_to("/hook")) == 1
+
+
+def test_blocked_private_targets_are_recorded_and_never_contacted(
+    celery_worker, receiver, tenant, settings, fast_retries
+):
+    webhook = webhook_create(tenant=tenant, url=receiver.route("/hook", status(204)))
+    settings.WEBHOOKS_ALLOWED_NETWORKS = []  # as in production: loopback is off limits
+
+    events.publish("deploy.started", tenant=tenant)
+
+    delivery = wait_for_status(webhook, DeliveryStatus.EXHAUSTED)
+    kinds = set(Attempt.objects.filter(delivery=delivery).values_list("error_kind", flat=True))
+    assert kinds == {"blocked_target"}
+    assert "loopback" in delivery.last_error
+    assert receiver.received == []
+
+
+def test_a_dead_endpoint_does_not_delay_a_healthy_one(
+    celery_worker, receiver, tenant, fast_retries, settings
+):
+    settings.WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT = 2
+    settings.WEBHOOKS_RETRY_SCHEDULE = [0]  # one attempt each, so the test ends
+    dead = webhook_create(tenant=tenant, url=receiver.route("/dead", hang(5)))
+    healthy = webhook_create(tenant=tenant, url=receiver.route("/ok", status(204)))
+
+    for _ in range(6):
+        events.publish("health.failed", tenant=tenant)
+
+    wait_until(
+        lambda: (
+            Delivery.objects.filter(webhook=healthy, status=DeliveryStatus.SUCCEEDED).count() == 6
+        )
+    )
+    first_dead_attempt = Attempt.objects.filter(delivery__webhook=dead).order_by("created").first()
+    # Every healthy delivery finished while the dead endpoint had yet to time out once.
+    assert first_dead_attempt is None
+    assert len(receiver.requests_to("/ok")) == 6
+    in_flight = Delivery.objects.filter(webhook=dead, status=DeliveryStatus.SENDING).count()
+    assert in_flight <= 2
