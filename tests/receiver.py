@@ -75,10 +75,10 @@ def sequence(*handlers: Handler) -> Handler:
     return lambda request: handlers[min(next(calls), len(handlers) - 1)](request)
 
 
-def hang(seconds: float, then: Handler = status(204)) -> Handler:
+def hang(seconds: float, then: Handler | None = None) -> Handler:
     def handler(request: Request) -> Response:
         time.sleep(seconds)
-        return then(request)
+        return (then or status(204))(request)
 
     return handler
 

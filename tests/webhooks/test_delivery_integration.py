@@ -8,20 +8,24 @@ from django.db import transaction
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 import events
+from tests.receiver import hang, sequence, status, wait_until
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
 from webhooks.services import webhook_create, webhook_secret_current, webhook_secret_rotate
-from tests.receiver import hang, sequence, status, wait_until
 
 pytestmark = [pytest.mark.integration]
 
 
 def delivery_for(webhook: Webhook) -> Delivery:
     """The webhook's first delivery (later ones may be operational events about it)."""
-    return Delivery.objects.filter(webhook=webhook).order_by("created", "id").first()
+    return Delivery.objects.filter(webhook=webhook).earliest("created", "id")
 
 
 def wait_for_status(webhook: Webhook, *statuses: str, timeout: float = 20) -> Delivery:
-    wait_until(lambda: delivery_for(webhook).status in statuses, timeout=timeout)
+    def reached() -> bool:
+        first = Delivery.objects.filter(webhook=webhook).order_by("created", "id").first()
+        return first is not None and first.status in statuses
+
+    wait_until(reached, timeout=timeout)
     return delivery_for(webhook)
 
 
