@@ -6,6 +6,8 @@ at them. Under CI=true the same test fails instead: CI must never skip one.
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 import pytest
@@ -49,3 +51,18 @@ def require_postgres() -> None:
 def require_redis() -> None:
     ok = uses_redis() and reachable(str(settings.CELERY_BROKER_URL), 6379)
     require(ok, "Redis (set CELERY_BROKER_URL=redis://…)")
+
+
+@contextmanager
+def broker_down() -> Iterator[None]:
+    """Point the Celery app at a port where nothing listens, then restore it."""
+    from ctrlplane.celery import app
+
+    conf = app.conf
+    saved = conf.broker_url, conf.broker_write_url, app._pool, app.amqp._producer_pool
+    conf.broker_url = conf.broker_write_url = "redis://127.0.0.1:9/0"
+    app._pool = app.amqp._producer_pool = None
+    try:
+        yield
+    finally:
+        conf.broker_url, conf.broker_write_url, app._pool, app.amqp._producer_pool = saved
