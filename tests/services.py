@@ -8,6 +8,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import urlparse
 
 import pytest
@@ -56,8 +57,9 @@ def require_redis() -> None:
 @contextmanager
 def broker_down() -> Iterator[None]:
     """Point the Celery app at a port where nothing listens, then restore it."""
-    from ctrlplane.celery import app
+    from ctrlplane.celery import app as celery_app
 
+    app: Any = celery_app  # reaches into Celery's cached pools, which the stubs do not show
     conf = app.conf
     saved = conf.broker_url, conf.broker_write_url, app._pool, app.amqp._producer_pool
     conf.broker_url = conf.broker_write_url = "redis://127.0.0.1:9/0"

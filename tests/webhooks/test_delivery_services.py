@@ -79,7 +79,7 @@ def test_a_test_event_goes_to_its_target_webhook_alone(tenant, hook):
 def test_a_broker_outage_at_publish_loses_nothing_and_the_sweeper_dispatches_later(
     celery_worker, receiver, tenant
 ):
-    hook = webhook_create(tenant=tenant, url=receiver.route("/hook", status(204)))
+    webhook_create(tenant=tenant, url=receiver.route("/hook", status(204)))
     with broker_down():
         event = events.publish("deploy.started", tenant=tenant)  # does not raise
     delivery = Delivery.objects.get(event_id=event.id)
