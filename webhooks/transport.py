@@ -155,7 +155,6 @@ def new_session(policy: NetworkPolicy, *, pool_size: int = 64) -> requests.Sessi
     session = requests.Session()
     session.trust_env = False  # no proxies or .netrc credentials from the environment
     session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # never store cookies
-    session.max_redirects = 0
     adapter = PinnedAddressAdapter(policy, pool_connections=pool_size, pool_maxsize=pool_size)
     session.mount("http://", adapter)
     session.mount("https://", adapter)

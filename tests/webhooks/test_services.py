@@ -1,0 +1,150 @@
+import logging
+from datetime import timedelta
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from webhooks.models import Delivery, DeliveryStatus, WebhookSecret
+from webhooks.secret_store import decrypt_secret, reencrypt_secret
+from webhooks.services import (
+    webhook_create,
+    webhook_disable,
+    webhook_secret_current,
+    webhook_secret_rotate,
+    webhook_secrets_live,
+    webhook_update,
+)
+
+URL = "https://hooks.example.com/in"
+
+
+def test_create_generates_a_secret_encrypted_at_rest(tenant):
+    webhook = webhook_create(tenant=tenant, url=URL, event_types=["deploy.*", "health.failed"])
+    secret = webhook_secret_current(webhook=webhook)
+    assert secret.startswith("whsec_")
+    row = WebhookSecret.objects.get(webhook=webhook)
+    assert secret not in row.ciphertext
+    assert secret[6:] not in row.ciphertext
+    assert decrypt_secret(row.ciphertext) == secret
+    assert secret not in repr(row)
+    assert secret not in str(row)
+    assert webhook.status == "active"
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "message"),
+    [
+        ({"url": "ftp://x.example.com"}, "url", "Only http and https"),
+        ({"url": "http://10.0.0.1/"}, "url", "private"),
+        ({"url": "http://user:pw@example.com/"}, "url", "Credentials"),
+        ({"event_types": ["deploy.exploded"]}, "event_types", "Unknown event type"),
+        ({"event_types": "deploy.*"}, "event_types", "list"),
+        ({"headers": {"X-A": "x\r\nInjected: 1"}}, "headers", "CR, LF"),
+        ({"headers": {"bad name": "x"}}, "headers", "Invalid header name"),
+        ({"headers": {"webhook-signature": "v1,forged"}}, "headers", "cannot be overridden"),
+        ({"headers": {"Content-Type": "text/plain"}}, "headers", "cannot be overridden"),
+        ({"headers": {"X-A": 5}}, "headers", "string"),
+        ({"headers": ["X-A"]}, "headers", "object"),
+    ],
+)
+def test_create_refuses_bad_fields_with_field_messages(tenant, settings, fields, field, message):
+    settings.WEBHOOKS_ALLOWED_NETWORKS = []
+    with pytest.raises(ValidationError) as info:
+        webhook_create(tenant=tenant, **{"url": URL, **fields})
+    assert message in " ".join(info.value.message_dict[field])
+
+
+def test_patterns_and_known_types_are_accepted(tenant):
+    webhook = webhook_create(
+        tenant=tenant, url=URL, event_types=["*.failed", "deploy.*", "webhook.disabled"]
+    )
+    assert webhook.event_types == ["*.failed", "deploy.*", "webhook.disabled"]
+
+
+def test_rotation_keeps_the_old_secret_live_for_the_grace_period(tenant):
+    webhook = webhook_create(tenant=tenant, url=URL)
+    old = webhook_secret_current(webhook=webhook)
+    new = webhook_secret_rotate(webhook=webhook, grace_period=timedelta(hours=2))
+    assert webhook_secret_current(webhook=webhook) == new
+    assert webhook_secrets_live(webhook=webhook) == [new, old]
+    later = timezone.now() + timedelta(hours=2, seconds=1)
+    assert webhook_secrets_live(webhook=webhook, now=later) == [new]
+
+
+def test_rotation_grace_defaults_to_the_setting_and_may_be_zero(tenant, settings):
+    settings.WEBHOOKS_SECRET_GRACE_PERIOD = 600
+    webhook = webhook_create(tenant=tenant, url=URL)
+    webhook_secret_rotate(webhook=webhook)
+    expiry = (
+        WebhookSecret.objects.filter(webhook=webhook, expires_at__isnull=False).get().expires_at
+    )
+    assert timedelta(seconds=590) < expiry - timezone.now() <= timedelta(seconds=600)
+    newest = webhook_secret_rotate(webhook=webhook, grace_period=timedelta(0))
+    assert webhook_secrets_live(webhook=webhook) == [newest]
+    with pytest.raises(ValueError, match="negative"):
+        webhook_secret_rotate(webhook=webhook, grace_period=timedelta(seconds=-1))
+
+
+def test_encryption_keys_can_be_rotated(tenant, settings):
+    from cryptography.fernet import Fernet
+
+    old_key, new_key = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    settings.WEBHOOKS_ENCRYPTION_KEYS = [old_key]
+    webhook = webhook_create(tenant=tenant, url=URL)
+    secret = webhook_secret_current(webhook=webhook)
+    settings.WEBHOOKS_ENCRYPTION_KEYS = [new_key, old_key]
+    assert webhook_secret_current(webhook=webhook) == secret  # old key still decrypts
+    row = WebhookSecret.objects.get(webhook=webhook)
+    row.ciphertext = reencrypt_secret(row.ciphertext)
+    row.save()
+    settings.WEBHOOKS_ENCRYPTION_KEYS = [new_key]
+    assert webhook_secret_current(webhook=webhook) == secret
+
+
+def test_a_missing_encryption_key_fails_clearly_without_leaking(tenant, settings):
+    from cryptography.fernet import Fernet
+
+    webhook = webhook_create(tenant=tenant, url=URL)
+    row = WebhookSecret.objects.get(webhook=webhook)
+    settings.WEBHOOKS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    with pytest.raises(ValueError, match="WEBHOOKS_ENCRYPTION_KEYS") as info:
+        webhook_secret_current(webhook=webhook)
+    assert row.ciphertext not in str(info.value)
+
+
+def test_disabling_cancels_pending_deliveries_and_enabling_clears_the_reason(tenant):
+    import events
+
+    webhook = webhook_create(tenant=tenant, url=URL)
+    events.publish("deploy.started", tenant=tenant)
+    webhook_update(webhook=webhook, active=False)
+    webhook.refresh_from_db()
+    assert (webhook.active, webhook.status, webhook.disabled_reason) == (
+        False,
+        "disabled",
+        "Disabled by the tenant.",
+    )
+    assert Delivery.objects.get(webhook=webhook).status == DeliveryStatus.CANCELLED
+    assert webhook_disable(webhook=webhook, reason="again") is False
+    webhook_update(webhook=webhook, active=True)
+    webhook.refresh_from_db()
+    assert (webhook.active, webhook.disabled_reason, webhook.disabled_at) == (True, "", None)
+
+
+def test_update_validates_like_create(tenant):
+    webhook = webhook_create(tenant=tenant, url=URL)
+    with pytest.raises(ValidationError) as info:
+        webhook_update(webhook=webhook, event_types=["nope.nope"])
+    assert "event_types" in info.value.message_dict
+    with pytest.raises(TypeError):
+        webhook_update(webhook=webhook, tenant=None)
+
+
+def test_no_secret_reaches_the_logs(tenant, caplog):
+    with caplog.at_level(logging.DEBUG):
+        webhook = webhook_create(tenant=tenant, url=URL)
+        secret = webhook_secret_rotate(webhook=webhook)
+        webhook_disable(webhook=webhook, reason="test")
+    assert secret not in caplog.text
+    assert secret[6:] not in caplog.text

@@ -1,0 +1,140 @@
+"""The transport against a real local HTTP server (and pure request building)."""
+
+import json
+import socket
+from datetime import UTC, datetime
+
+import pytest
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+
+from tests.receiver import hang, status
+from webhooks.signing import generate_secret
+from webhooks.targets import NetworkPolicy
+from webhooks.transport import build_request, event_body, new_session, send_request
+
+LOOPBACK = NetworkPolicy.from_names(["loopback"])
+SECRET = generate_secret()
+
+
+def outgoing(url: str, **overrides):
+    fields = {
+        "url": url,
+        "msg_id": "evt_1",
+        "body": event_body(
+            event_id="evt_1",
+            event_type="deploy.started",
+            timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+            tenant="acme",
+            instance_id=None,
+            actor_id=None,
+            data={"ü": "✓"},
+        ),
+        "secrets": [SECRET],
+        "custom_headers": {"X-Env": "prod"},
+        "now": datetime.now(UTC),
+        "user_agent": "ctrlplane-webhooks/test",
+    }
+    return build_request(**{**fields, **overrides})
+
+
+def send(request, **overrides):
+    options = {"timeout": 2.0, "connect_timeout": 1.0, "body_limit": 20_000}
+    return send_request(new_session(LOOPBACK), request, **{**options, **overrides})
+
+
+def test_body_is_compact_utf8_json_in_the_documented_shape():
+    body = json.loads(outgoing("http://x").body)
+    assert body == {
+        "id": "evt_1",
+        "type": "deploy.started",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "tenant": "acme",
+        "instance_id": None,
+        "actor_id": None,
+        "data": {"ü": "✓"},
+    }
+
+
+def test_headers_carry_standard_webhooks_fields_and_custom_headers():
+    request = outgoing("http://x", now=datetime(2026, 1, 1, tzinfo=UTC))
+    assert request.headers["webhook-id"] == "evt_1"
+    assert request.headers["webhook-timestamp"] == "1767225600"
+    assert request.headers["webhook-signature"].startswith("v1,")
+    assert request.headers["x-env" if "x-env" in request.headers else "X-Env"] == "prod"
+    assert request.redacted_headers()["webhook-signature"] == "v1,<redacted>"
+
+
+def test_custom_headers_cannot_override_signature_headers():
+    request = outgoing("http://x", custom_headers={"webhook-id": "forged", "Host": "evil"})
+    assert request.headers["webhook-id"] == "evt_1"
+    assert "Host" not in request.headers
+
+
+def test_a_2xx_is_success_and_the_request_verifies(receiver):
+    url = receiver.route("/ok", status(202, {"X-Reply": "yes"}, "accepted"))
+    result = send(outgoing(url))
+    assert (result.ok, result.status_code, result.error_kind) == (True, 202, "")
+    assert result.headers["x-reply"] == "yes"
+    assert result.body == "accepted"
+    [got] = receiver.received
+    StandardWebhook(SECRET).verify(got.body, got.headers)
+    assert got.headers["x-env"] == "prod"
+
+
+@pytest.mark.parametrize("code", [301, 302, 400, 404, 500])
+def test_anything_else_is_an_http_failure_and_redirects_are_not_followed(receiver, code):
+    url = receiver.route("/x", status(code, {"Location": receiver.url("/elsewhere")}))
+    result = send(outgoing(url))
+    assert (result.ok, result.status_code, result.error_kind) == (False, code, "http")
+    assert [r.path for r in receiver.received] == ["/x"]
+
+
+def test_the_response_body_is_truncated_to_the_limit(receiver):
+    url = receiver.route("/big", status(200, body="x" * 100_000))
+    result = send(outgoing(url), body_limit=20_000)
+    assert len(result.body) == 20_000
+
+
+def test_a_receiver_that_hangs_is_a_timeout(receiver):
+    url = receiver.route("/slow", hang(3))
+    result = send(outgoing(url), timeout=0.5)
+    assert (result.status_code, result.error_kind) == (None, "timeout")
+    assert result.duration_ms < 2500
+
+
+def test_a_refused_connection_is_a_connection_error():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = send(outgoing(f"http://127.0.0.1:{port}/"))
+    assert (result.status_code, result.error_kind) == (None, "connection")
+
+
+def test_an_unresolvable_name_is_a_dns_error():
+    result = send(outgoing("http://does-not-exist.invalid/"))
+    assert result.error_kind == "dns"
+
+
+def test_a_blocked_target_is_never_contacted(receiver):
+    url = receiver.route("/x", status(204))
+    result = send_request(
+        new_session(NetworkPolicy()), outgoing(url), timeout=2, connect_timeout=1, body_limit=100
+    )
+    assert result.error_kind == "blocked_target"
+    assert "loopback" in result.error_message
+    assert receiver.received == []
+
+
+def test_a_name_is_connected_through_the_checked_address_with_its_host_header(receiver):
+    url = receiver.route("/named", status(204)).replace("127.0.0.1", "localhost")
+    result = send(outgoing(url))
+    assert result.ok
+    assert receiver.received[0].headers["host"].startswith("localhost:")
+
+
+def test_cookies_set_by_one_receiver_are_never_sent_anywhere(receiver):
+    session = new_session(LOOPBACK)
+    url = receiver.route("/c", status(204, {"Set-Cookie": "sid=abc; Path=/"}))
+    for _ in range(2):
+        send_request(session, outgoing(url), timeout=2, connect_timeout=1, body_limit=100)
+    assert "cookie" not in receiver.received[1].headers
