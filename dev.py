@@ -48,6 +48,13 @@ def venv_env() -> dict[str, str]:
     return env
 
 
+def run_env() -> dict[str, str]:
+    env = venv_env()
+    # Locally, receivers usually listen on this machine; production keeps loopback blocked.
+    env.setdefault("WEBHOOKS_ALLOWED_NETWORKS", "loopback")
+    return env
+
+
 def manage(*args: str) -> None:
     subprocess.run([str(PYTHON), "manage.py", *args], check=True, cwd=ROOT, env=venv_env())
 
@@ -58,7 +65,7 @@ def run() -> int:
     manage("collectstatic", "--noinput", "-v0")
     print("Starting web (http://127.0.0.1:8000), worker and beat. Ctrl-C stops all three.")
     honcho = [str(BIN / "honcho"), "start", "-f", str(ROOT / "Procfile")]
-    return subprocess.call(honcho, cwd=ROOT, env=venv_env())
+    return subprocess.call(honcho, cwd=ROOT, env=run_env())
 
 
 def test(args: list[str]) -> int:

@@ -19,6 +19,10 @@ from events.runtime import get_bus
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 
+class PayloadTooLarge(ValidationError):
+    """The payload exceeds EVENTS_MAX_PAYLOAD_BYTES (the API answers 413)."""
+
+
 def event_publish(
     event_type: str,
     *,
@@ -116,7 +120,7 @@ def _build_event(
         raise ValidationError({"data": str(exc)}) from None
     size = len(json.dumps(event.payload, separators=(",", ":")).encode())
     if size > max_payload_bytes():
-        raise ValidationError(
+        raise PayloadTooLarge(
             {"data": f"Payload is {size} bytes; the limit is {max_payload_bytes()} bytes."}
         )
     return event

@@ -3,7 +3,7 @@
 import logging
 import random
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache, partial
 from typing import Any
 
@@ -101,13 +101,13 @@ def deliveries_dispatch(ids: list[str], *, countdown: float | None = None) -> in
     from webhooks.tasks import deliver as deliver_task
 
     sent = 0
+    options: dict[str, Any] = {} if countdown is None else {"countdown": countdown}
     try:
-        for delivery_id in ids:
-            if countdown is None:
-                deliver_task.apply_async((delivery_id,))
-            else:
-                deliver_task.apply_async((delivery_id,), countdown=countdown)
-            sent += 1
+        # One producer for the batch: acquiring one per message doubles the cost.
+        with deliver_task.app.producer_or_acquire() as producer:
+            for delivery_id in ids:
+                deliver_task.apply_async((delivery_id,), producer=producer, **options)
+                sent += 1
     except Exception:
         logger.warning(
             "broker unavailable; %d deliveries left for the sweeper",
@@ -452,3 +452,92 @@ def _recover_stuck(now: datetime) -> int:
     if recovered:
         logger.warning("recovered %d deliveries stuck in sending", recovered)
     return recovered
+
+
+# -- test events and recovery ---------------------------------------------------------------
+
+RECOVER_MAX_AGE = timedelta(days=14)
+
+
+def webhook_send_test(*, webhook: Webhook) -> Event:
+    """Publish a `webhook.test` event that only this webhook receives."""
+    import events
+    from webhooks.catalogue import WEBHOOK_TEST
+
+    if not webhook.active:
+        raise DeliveryNotRetryable("The webhook is disabled; enable it first.")
+    return events.publish(
+        WEBHOOK_TEST,
+        tenant=webhook.tenant_id,
+        data={"webhook_id": webhook.pk, "message": "This is a test event from ctrlplane."},
+        metadata={TARGET_WEBHOOK_METADATA: webhook.pk},
+        source="api",
+    )
+
+
+def webhook_recover(*, webhook: Webhook, since: datetime, until: datetime | None = None) -> int:
+    """Re-send every event in [since, until] the webhook subscribes to and has not received
+    successfully, including events published while it was disabled. Returns how many."""
+    from django.core.exceptions import ValidationError
+
+    now = timezone.now()
+    end = until or now
+    if since >= end:
+        raise ValidationError({"since": "Must be before until."})
+    if since < now - RECOVER_MAX_AGE:
+        raise ValidationError({"since": "Recovery reaches back at most 14 days."})
+    if not webhook.active:
+        raise DeliveryNotRetryable("The webhook is disabled; enable it first.")
+    matcher = _type_filter(tuple(webhook.event_types or ()))
+    candidates = (
+        EventRecord.objects.filter(
+            tenant_id=webhook.tenant_id, timestamp__gte=since, timestamp__lte=end
+        )
+        .values_list("id", "type", "metadata")
+        .iterator(chunk_size=2000)
+    )
+    event_ids = [
+        event_id
+        for event_id, event_type, metadata in candidates
+        if matcher.matches(event_type)
+        and (metadata or {}).get(TARGET_WEBHOOK_METADATA, webhook.pk) == webhook.pk
+    ]
+    existing = dict(
+        Delivery.objects.filter(webhook=webhook, event_id__in=event_ids).values_list(
+            "event_id", "status"
+        )
+    )
+    in_progress = {DeliveryStatus.SUCCEEDED, DeliveryStatus.PENDING, DeliveryStatus.SENDING}
+    retry_ids = [eid for eid, st in existing.items() if st not in in_progress]
+    types = dict(EventRecord.objects.filter(pk__in=event_ids).values_list("id", "type"))
+    new_rows = [
+        Delivery(
+            id=new_delivery_id(),
+            tenant_id=webhook.tenant_id,
+            event_id=event_id,
+            webhook=webhook,
+            event_type=types[event_id],
+            next_attempt_at=now,
+            next_trigger=AttemptTrigger.RECOVER,
+            dispatched_at=now,
+        )
+        for event_id in event_ids
+        if event_id not in existing
+    ]
+    with transaction.atomic():
+        Delivery.objects.bulk_create(new_rows, batch_size=1000)
+        reset = list(
+            Delivery.objects.filter(webhook=webhook, event_id__in=retry_ids).values_list(
+                "id", flat=True
+            )
+        )
+        Delivery.objects.filter(pk__in=reset).update(
+            status=DeliveryStatus.PENDING,
+            next_attempt_at=now,
+            next_trigger=AttemptTrigger.RECOVER,
+            dispatched_at=now,
+            updated=now,
+        )
+        ids = [row.id for row in new_rows] + reset
+        transaction.on_commit(partial(deliveries_dispatch, ids))
+    return len(ids)

@@ -1,0 +1,162 @@
+"""API shapes. Input and output serializers are separate where their shapes differ."""
+
+from typing import Any
+
+from rest_framework import serializers
+
+from events.models import EventRecord
+from webhooks.models import Attempt, Delivery, Webhook
+
+
+class WebhookOutput(serializers.ModelSerializer[Webhook]):
+    status = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = Webhook
+        fields = [
+            "id", "url", "description", "event_types", "headers", "active", "status",
+            "disabled_at", "disabled_reason", "failing_since", "last_success_at",
+            "created", "updated",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class WebhookCreateInput(serializers.Serializer[Any]):
+    url = serializers.CharField(max_length=2048)
+    description = serializers.CharField(
+        max_length=500, required=False, allow_blank=True, default=""
+    )
+    event_types = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, default=list, max_length=100
+    )
+    headers = serializers.DictField(
+        child=serializers.CharField(max_length=1000, allow_blank=True), required=False, default=dict
+    )
+    active = serializers.BooleanField(required=False, default=True)
+
+
+class WebhookUpdateInput(serializers.Serializer[Any]):
+    url = serializers.CharField(max_length=2048, required=False)
+    description = serializers.CharField(max_length=500, required=False, allow_blank=True)
+    event_types = serializers.ListField(
+        child=serializers.CharField(max_length=100), required=False, max_length=100
+    )
+    headers = serializers.DictField(
+        child=serializers.CharField(max_length=1000, allow_blank=True), required=False
+    )
+    active = serializers.BooleanField(required=False)
+
+
+class WebhookSecretOutput(serializers.Serializer[Any]):
+    secret = serializers.CharField()
+
+
+class RotateSecretInput(serializers.Serializer[Any]):
+    grace_period_seconds = serializers.IntegerField(
+        required=False, min_value=0, max_value=7 * 24 * 3600,
+        help_text="How long the current secret keeps signing (default: the server setting).",
+    )  # fmt: skip
+
+
+class RecoverInput(serializers.Serializer[Any]):
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField(required=False)
+
+
+class RecoverOutput(serializers.Serializer[Any]):
+    deliveries = serializers.IntegerField(help_text="Deliveries scheduled for re-sending.")
+
+
+class EventOutput(serializers.ModelSerializer[EventRecord]):
+    class Meta:
+        model = EventRecord
+        fields = [
+            "id",
+            "type",
+            "instance_id",
+            "actor_id",
+            "source",
+            "payload",
+            "metadata",
+            "timestamp",
+        ]
+        read_only_fields = fields
+
+
+class DeliverySummaryRow(serializers.Serializer[Any]):
+    id = serializers.CharField()
+    webhook_id = serializers.CharField()
+    status = serializers.CharField()
+    attempts = serializers.IntegerField()
+    last_status_code = serializers.IntegerField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+
+
+class DeliverySummary(serializers.Serializer[Any]):
+    total = serializers.IntegerField()
+    by_status = serializers.DictField(child=serializers.IntegerField())
+    deliveries = DeliverySummaryRow(many=True)
+
+
+class EventDetailOutput(EventOutput):
+    deliveries = serializers.SerializerMethodField()
+
+    class Meta(EventOutput.Meta):
+        fields = [*EventOutput.Meta.fields, "deliveries"]
+        read_only_fields = fields
+
+    def get_deliveries(self, obj: EventRecord) -> dict[str, Any]:
+        summary: dict[str, Any] = self.context["delivery_summary"]
+        return DeliverySummary(summary).data
+
+
+class EventPublishInput(serializers.Serializer[Any]):
+    type = serializers.CharField(max_length=100)
+    instance_id = serializers.CharField(max_length=200, required=False, allow_null=True)
+    actor_id = serializers.CharField(max_length=200, required=False, allow_null=True)
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        # `data` would shadow Serializer.data as a class attribute, so it is added here.
+        fields = super().get_fields()
+        fields["data"] = serializers.DictField(
+            required=False, default=dict, help_text="The event payload: a JSON object."
+        )
+        return fields
+
+
+class AttemptOutput(serializers.ModelSerializer[Attempt]):
+    class Meta:
+        model = Attempt
+        fields = [
+            "id", "attempt_number", "trigger", "started_at", "duration_ms", "request_headers",
+            "response_status", "response_headers", "response_body", "error_kind", "error_message",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class DeliveryOutput(serializers.ModelSerializer[Delivery]):
+    class Meta:
+        model = Delivery
+        fields = [
+            "id", "event_id", "webhook_id", "event_type", "status", "attempts",
+            "next_attempt_at", "last_status_code", "created", "updated", "delivered_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class DeliveryDetailOutput(DeliveryOutput):
+    attempts_log = AttemptOutput(many=True, read_only=True, source="attempt_log")
+
+    class Meta(DeliveryOutput.Meta):
+        fields = [*DeliveryOutput.Meta.fields, "last_error", "attempts_log"]
+        read_only_fields = fields
+
+
+class EventTypeOutput(serializers.Serializer[Any]):
+    name = serializers.CharField()
+    description = serializers.CharField()
+    schema = serializers.JSONField(allow_null=True)
+
+
+class ErrorOutput(serializers.Serializer[Any]):
+    detail = serializers.CharField()
