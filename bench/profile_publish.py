@@ -1,7 +1,8 @@
 """Where `events.publish` spends its time with N matching webhooks (no workers running).
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \\
-        .venv/bin/python bench/profile_publish.py --webhooks 10 --events 200
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test \\
+    CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \\
+    .venv/bin/python bench/profile_publish.py --webhooks 10 --events 200
 
 Prints the mean cost per publish (unprofiled), then a cProfile of the same loop.
 Queued tasks are purged afterwards.
