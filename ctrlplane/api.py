@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import status
@@ -41,9 +42,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
 
 
 class ApiKeyRateThrottle(SimpleRateThrottle):
-    """Requests per API key; the rate is the `api_key` entry of DEFAULT_THROTTLE_RATES."""
+    """Requests per API key, at the API_RATE_LIMIT setting (e.g. `1200/min`)."""
 
     scope = "api_key"
+
+    def get_rate(self) -> str:
+        return str(getattr(settings, "API_RATE_LIMIT", "1200/min"))
 
     def get_cache_key(self, request: Request, view: Any) -> str | None:
         api_key = getattr(request.user, "api_key", None)

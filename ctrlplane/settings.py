@@ -167,11 +167,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 }
 
 # --- API ----------------------------------------------------------------------
+API_RATE_LIMIT = env_str("API_RATE_LIMIT", "1200/min")
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["ctrlplane.tenants.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_THROTTLE_CLASSES": ["ctrlplane.api.ApiKeyRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"api_key": env_str("API_RATE_LIMIT", "1200/min")},
     "DEFAULT_PAGINATION_CLASS": "ctrlplane.api.CreatedCursorPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

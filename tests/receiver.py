@@ -30,9 +30,10 @@ class Receiver:
     def url(self, path: str) -> str:
         return self.server.url_for(path)
 
-    def route(self, path: str, handler: Handler) -> str:
+    def route(self, path: str, handler: Handler | None = None) -> str:
         """Serve `path` with `handler` (default: 204 No Content); returns its URL."""
-        self.routes[path] = handler
+        if handler is not None:
+            self.routes[path] = handler
         return self.url(path)
 
     def handle(self, request: Request) -> Response:

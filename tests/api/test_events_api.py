@@ -1,0 +1,134 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+import events
+from events.models import EventRecord
+from webhooks.services import webhook_create
+
+
+def test_publish_answers_202_with_the_event(api, tenant):
+    response = api.post(
+        "/api/v1/events/",
+        {"type": "deploy.succeeded", "instance_id": "web-1", "actor_id": "ci", "data": {"v": 2}},
+        format="json",
+    )
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert (body["type"], body["instance_id"], body["source"], body["payload"]) == (
+        "deploy.succeeded",
+        "web-1",
+        "api",
+        {"v": 2},
+    )
+    assert EventRecord.objects.get(pk=body["id"]).tenant == tenant
+
+
+def test_the_same_idempotency_key_returns_the_same_event(api):
+    first = api.post(
+        "/api/v1/events/", {"type": "deploy.started"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+    again = api.post(
+        "/api/v1/events/", {"type": "deploy.started"}, format="json", HTTP_IDEMPOTENCY_KEY="k-1"
+    )
+    assert first.json()["id"] == again.json()["id"]
+    assert EventRecord.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"type": "deploy.exploded"}, "type"),
+        ({}, "type"),
+        ({"type": "deploy.started", "data": [1, 2]}, "data"),
+        ({"type": "deploy.started", "data": "text"}, "data"),
+        ({"type": "deploy.started", "instance_id": "x" * 201}, "instance_id"),
+        ({"type": "deploy.started", "instance_id": ["a"]}, "instance_id"),
+    ],
+)
+def test_publish_rejects_bad_input_with_field_messages(api, payload, field):
+    response = api.post("/api/v1/events/", payload, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not EventRecord.objects.exists()
+
+
+def test_a_payload_breaking_its_schema_is_a_400(api):
+    events.catalogue.register(
+        "test.api_schema", description="test", schema={"type": "object", "required": ["n"]}
+    )
+    response = api.post("/api/v1/events/", {"type": "test.api_schema", "data": {}}, format="json")
+    assert response.status_code == 400
+    assert response.json()["data"] == ["(root): 'n' is a required property"]
+
+
+def test_an_oversized_payload_is_a_413(api, settings):
+    settings.EVENTS_MAX_PAYLOAD_BYTES = 1024
+    response = api.post(
+        "/api/v1/events/", {"type": "deploy.started", "data": {"blob": "x" * 5000}}, format="json"
+    )
+    assert response.status_code == 413
+    assert "limit is 1024 bytes" in response.json()["detail"]
+
+
+def test_a_body_over_the_request_limit_is_a_413(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2000
+    response = api.post(
+        "/api/v1/events/", {"type": "deploy.started", "data": {"blob": "x" * 5000}}, format="json"
+    )
+    assert response.status_code == 413
+
+
+def test_list_filters_by_type_glob_instance_and_time(api, tenant, other_tenant):
+    a = events.publish("deploy.started", tenant=tenant, instance_id="i-1")
+    b = events.publish("deploy.failed", tenant=tenant, instance_id="i-2")
+    c = events.publish("health.failed", tenant=tenant, instance_id="i-1")
+    events.publish("deploy.started", tenant=other_tenant)
+
+    def ids(query: str) -> list[str]:
+        response = api.get(f"/api/v1/events/{query}")
+        assert response.status_code == 200, response.content
+        return [e["id"] for e in response.json()["results"]]
+
+    assert ids("") == [c.id, b.id, a.id]
+    assert ids("?type=deploy.started") == [a.id]
+    assert ids("?type=deploy.*") == [b.id, a.id]
+    assert ids("?type=*.failed") == [c.id, b.id]
+    assert ids("?instance_id=i-1") == [c.id, a.id]
+    later = (timezone.now() + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+    assert ids(f"?since={later}") == []
+    assert ids(f"?until={later}") == [c.id, b.id, a.id]
+
+
+@pytest.mark.parametrize(
+    "query", ["?since=not-a-date", "?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z"]
+)
+def test_bad_time_ranges_are_a_400(api, query):
+    response = api.get(f"/api/v1/events/{query}")
+    assert response.status_code == 400
+    assert "since" in response.json()
+
+
+def test_detail_includes_a_summary_of_deliveries(api, tenant):
+    hooks = [webhook_create(tenant=tenant, url=f"https://hooks.example.com/{i}") for i in range(2)]
+    event = events.publish("deploy.started", tenant=tenant)
+    response = api.get(f"/api/v1/events/{event.id}/")
+    assert response.status_code == 200
+    summary = response.json()["deliveries"]
+    assert summary["total"] == 2
+    assert summary["by_status"] == {"pending": 2}
+    assert {d["webhook_id"] for d in summary["deliveries"]} == {h.pk for h in hooks}
+
+
+def test_another_tenants_event_is_a_404(api, other_tenant):
+    theirs = events.publish("deploy.started", tenant=other_tenant)
+    assert api.get(f"/api/v1/events/{theirs.id}/").status_code == 404
+
+
+def test_event_types_lists_the_catalogue(api):
+    response = api.get("/api/v1/event-types/")
+    names = {t["name"] for t in response.json()}
+    assert {"deploy.succeeded", "health.recovered", "webhook.test", "delivery.exhausted"} <= names
+    disabled = next(t for t in response.json() if t["name"] == "webhook.disabled")
+    assert disabled["schema"]["required"] == ["webhook_id", "url", "reason"]

@@ -1,0 +1,209 @@
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from standardwebhooks.webhooks import Webhook as StandardWebhook
+
+import events
+from webhooks.models import AttemptTrigger, Delivery, DeliveryStatus, Webhook
+from webhooks.services import webhook_create, webhook_disable, webhook_secret_current
+
+URL = "https://hooks.example.com/in"
+
+
+@pytest.fixture
+def hook(tenant):
+    return webhook_create(tenant=tenant, url=URL, event_types=["deploy.*"])
+
+
+def test_create_returns_the_webhook_without_its_secret(api, tenant):
+    response = api.post(
+        "/api/v1/webhooks/",
+        {
+            "url": URL,
+            "description": "prod",
+            "event_types": ["deploy.*", "health.failed"],
+            "headers": {"X-Team": "a"},
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert body["url"] == URL
+    assert body["event_types"] == ["deploy.*", "health.failed"]
+    assert (body["active"], body["status"]) == (True, "active")
+    webhook = Webhook.objects.get(pk=body["id"])
+    assert webhook.tenant == tenant
+    assert webhook_secret_current(webhook=webhook) not in response.content.decode()
+    assert "secret" not in body
+
+
+def test_list_and_detail_never_show_the_secret(api, hook):
+    secret = webhook_secret_current(webhook=hook)
+    listing = api.get("/api/v1/webhooks/")
+    detail = api.get(f"/api/v1/webhooks/{hook.pk}/")
+    assert [w["id"] for w in listing.json()["results"]] == [hook.pk]
+    assert detail.json()["id"] == hook.pk
+    for response in (listing, detail):
+        assert secret not in response.content.decode()
+
+
+def test_secret_endpoint_reveals_it_and_rotation_keeps_the_old_one_for_the_grace(api, hook):
+    old = api.get(f"/api/v1/webhooks/{hook.pk}/secret/").json()["secret"]
+    assert old == webhook_secret_current(webhook=hook)
+    rotated = api.post(
+        f"/api/v1/webhooks/{hook.pk}/rotate-secret/", {"grace_period_seconds": 3600}, format="json"
+    )
+    assert rotated.status_code == 200
+    new = rotated.json()["secret"]
+    assert new != old
+    assert api.get(f"/api/v1/webhooks/{hook.pk}/secret/").json()["secret"] == new
+    from webhooks.services import webhook_secrets_live
+
+    assert webhook_secrets_live(webhook=hook) == [new, old]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"url": "ftp://example.com/"}, "url"),
+        ({"url": "http://169.254.169.254/latest"}, "url"),
+        ({"url": "http://[::ffff:10.0.0.1]/"}, "url"),
+        ({"url": "http://user:pass@example.com/"}, "url"),
+        ({}, "url"),
+        ({"url": URL, "event_types": ["deploy.exploded"]}, "event_types"),
+        ({"url": URL, "event_types": "deploy.*"}, "event_types"),
+        ({"url": URL, "headers": {"X-A": "a\r\nInjected: yes"}}, "headers"),
+        ({"url": URL, "headers": {"webhook-signature": "forged"}}, "headers"),
+        ({"url": URL, "headers": {"X-A": {"nested": 1}}}, "headers"),
+        ({"url": URL, "active": "perhaps"}, "active"),
+    ],
+)
+def test_create_rejects_bad_input_with_field_messages(api, settings, payload, field):
+    settings.WEBHOOKS_ALLOWED_NETWORKS = []
+    response = api.post("/api/v1/webhooks/", payload, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not Webhook.objects.exists()
+
+
+def test_malformed_json_is_a_400(api):
+    response = api.generic(
+        "POST", "/api/v1/webhooks/", "{not json", content_type="application/json"
+    )
+    assert response.status_code == 400
+
+
+def test_patch_changes_fields_and_active_reenables(api, hook):
+    webhook_disable(webhook=hook, reason="The endpoint answered 410 Gone.", notify=False)
+    response = api.patch(
+        f"/api/v1/webhooks/{hook.pk}/", {"active": True, "description": "again"}, format="json"
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["active"], body["status"], body["disabled_reason"], body["description"]) == (
+        True,
+        "active",
+        "",
+        "again",
+    )
+    response = api.patch(f"/api/v1/webhooks/{hook.pk}/", {"event_types": ["nope.x"]}, format="json")
+    assert response.status_code == 400
+    assert "event_types" in response.json()
+
+
+def test_status_and_disabled_reason_are_read_only(api, hook):
+    response = api.patch(
+        f"/api/v1/webhooks/{hook.pk}/",
+        {"status": "disabled", "disabled_reason": "x"},
+        format="json",
+    )
+    assert response.status_code == 200
+    hook.refresh_from_db()
+    assert (hook.active, hook.disabled_reason) == (True, "")
+
+
+def test_delete_removes_the_webhook(api, hook):
+    assert api.delete(f"/api/v1/webhooks/{hook.pk}/").status_code == 204
+    assert not Webhook.objects.filter(pk=hook.pk).exists()
+
+
+def test_another_tenants_webhook_is_a_404_for_every_operation(api, other_tenant):
+    theirs = webhook_create(tenant=other_tenant, url=URL)
+    base = f"/api/v1/webhooks/{theirs.pk}/"
+    assert api.get(base).status_code == 404
+    assert api.patch(base, {"description": "mine"}, format="json").status_code == 404
+    assert api.delete(base).status_code == 404
+    assert api.get(base + "secret/").status_code == 404
+    assert api.post(base + "rotate-secret/", {}, format="json").status_code == 404
+    assert api.post(base + "test/").status_code == 404
+    assert (
+        api.post(
+            base + "recover/", {"since": timezone.now().isoformat()}, format="json"
+        ).status_code
+        == 404
+    )
+    assert api.get("/api/v1/webhooks/").json()["results"] == []
+    theirs.refresh_from_db()
+    assert theirs.description == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_test_endpoint_sends_webhook_test_to_that_webhook_alone(
+    api, tenant, receiver, celery_worker
+):
+    target = webhook_create(tenant=tenant, url=receiver.route("/target"))
+    webhook_create(tenant=tenant, url=receiver.route("/other"))
+    response = api.post(f"/api/v1/webhooks/{target.pk}/test/")
+    assert response.status_code == 202
+    assert response.json()["type"] == "webhook.test"
+    [request] = receiver.wait_for("/target", 1)
+    payload = StandardWebhook(webhook_secret_current(webhook=target)).verify(
+        request.body, request.headers
+    )
+    assert payload["type"] == "webhook.test"
+    assert receiver.requests_to("/other") == []
+
+
+def test_test_endpoint_refuses_a_disabled_webhook(api, hook):
+    webhook_disable(webhook=hook, reason="x", notify=False)
+    response = api.post(f"/api/v1/webhooks/{hook.pk}/test/")
+    assert response.status_code == 409
+    assert "disabled" in response.json()["detail"]
+
+
+def test_recover_resends_what_was_missed_including_while_disabled(api, tenant, hook):
+    delivered = events.publish("deploy.started", tenant=tenant)
+    Delivery.objects.filter(event_id=delivered.id).update(status=DeliveryStatus.SUCCEEDED)
+    exhausted = events.publish("deploy.failed", tenant=tenant)
+    Delivery.objects.filter(event_id=exhausted.id).update(status=DeliveryStatus.EXHAUSTED)
+    webhook_disable(webhook=hook, reason="maintenance", notify=False)
+    missed = events.publish("deploy.succeeded", tenant=tenant)  # no delivery: disabled
+    events.publish("health.failed", tenant=tenant)  # not subscribed
+    api.patch(f"/api/v1/webhooks/{hook.pk}/", {"active": True}, format="json")
+
+    since = (timezone.now() - timedelta(hours=1)).isoformat()
+    response = api.post(f"/api/v1/webhooks/{hook.pk}/recover/", {"since": since}, format="json")
+
+    assert response.status_code == 202, response.content
+    assert response.json() == {"deliveries": 2}
+    rows = {d.event_id: d for d in Delivery.objects.filter(webhook=hook)}
+    assert rows[missed.id].next_trigger == AttemptTrigger.RECOVER
+    assert rows[exhausted.id].status == DeliveryStatus.PENDING
+    assert rows[exhausted.id].next_trigger == AttemptTrigger.RECOVER
+    assert rows[delivered.id].status == DeliveryStatus.SUCCEEDED
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({}, "since"),
+        ({"since": "yesterday"}, "since"),
+        ({"since": "2020-01-01T00:00:00Z"}, "since"),
+        ({"since": "2099-01-01T00:00:00Z"}, "since"),
+    ],
+)
+def test_recover_validates_its_window(api, hook, payload, field):
+    response = api.post(f"/api/v1/webhooks/{hook.pk}/recover/", payload, format="json")
+    assert response.status_code == 400
+    assert field in response.json()
