@@ -8,8 +8,12 @@ Set DATABASE_URL and CELERY_BROKER_URL to use PostgreSQL and Redis.
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 
 from ctrlplane.env import env_bool, env_float, env_int, env_list, env_str
+
+# Lets admin and DRF generics be subscripted at runtime (ModelAdmin[Webhook]) for typing.
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CTRLPLANE_VAR_DIR", str(BASE_DIR / "var")))

@@ -1,0 +1,212 @@
+"""The operators' admin, driven through the Django test client."""
+
+import re
+
+import pytest
+from django.contrib.auth.models import User
+from django.urls import reverse
+
+import events
+from ctrlplane.tenants.models import ApiKey
+from ctrlplane.tenants.services import api_key_authenticate, api_key_create
+from events.models import EventRecord
+from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
+from webhooks.services import webhook_create, webhook_secret_current, webhook_secrets_live
+
+URL = "https://hooks.example.com/in"
+
+
+@pytest.fixture
+def staff(client, db):
+    user = User.objects.create_superuser("ops", "ops@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def hook(tenant):
+    return webhook_create(tenant=tenant, url=URL, event_types=["deploy.*"])
+
+
+def action(client, model: str, name: str, ids: list[str]):
+    return client.post(
+        reverse(f"admin:{model}_changelist"),
+        {"action": name, "_selected_action": ids},
+        follow=True,
+    )
+
+
+# -- tenants and keys ----------------------------------------------------------------
+
+
+def test_creating_an_api_key_shows_it_once(staff, tenant):
+    response = action(staff, "tenants_tenant", "create_api_key", [str(tenant.pk)])
+    raw_key = re.search(r'id="api-key"[^>]*>([^<]+)<', response.content.decode()).group(1)
+    assert api_key_authenticate(raw_key=raw_key).tenant == tenant
+    page = staff.get(reverse("admin:tenants_tenant_change", args=[tenant.pk])).content.decode()
+    assert raw_key not in page
+    assert ApiKey.objects.get(tenant=tenant).prefix in page
+
+
+def test_revoking_keys(staff, tenant):
+    issued = api_key_create(tenant=tenant)
+    action(staff, "tenants_apikey", "revoke", [str(issued.api_key.pk)])
+    assert api_key_authenticate(raw_key=issued.raw_key) is None
+
+
+def test_keys_cannot_be_added_from_the_key_list(staff):
+    assert staff.get(reverse("admin:tenants_apikey_add")).status_code == 403
+
+
+# -- webhooks --------------------------------------------------------------------------
+
+
+def test_add_form_offers_the_catalogue_and_creates_through_the_service(staff, tenant):
+    page = staff.get(reverse("admin:webhooks_webhook_add")).content.decode()
+    assert 'value="deploy.succeeded"' in page
+    assert 'value="health.recovered"' in page
+    response = staff.post(
+        reverse("admin:webhooks_webhook_add"),
+        {
+            "tenant": tenant.pk,
+            "url": URL,
+            "description": "ops",
+            "event_types": ["deploy.succeeded", "health.failed"],
+            "event_patterns": "instance.*\n*.rolled_back",
+            "headers": '{"X-Team": "ops"}',
+            "active": "on",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    webhook = Webhook.objects.get()
+    assert webhook.event_types == [
+        "deploy.succeeded",
+        "health.failed",
+        "instance.*",
+        "*.rolled_back",
+    ]
+    assert webhook.headers == {"X-Team": "ops"}
+    assert webhook_secret_current(webhook=webhook).startswith("whsec_")  # generated on create
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"url": "ftp://example.com/"}, "Only http and https"),
+        ({"url": "http://10.1.1.1/"}, "private"),
+        ({"event_patterns": "bogus type"}, "Unknown event type"),
+        ({"headers": '{"X-A": "a\\r\\nB: c"}'}, "CR, LF"),
+    ],
+)
+def test_add_form_shows_validation_errors(staff, tenant, settings, fields, message):
+    settings.WEBHOOKS_ALLOWED_NETWORKS = []
+    data = {"tenant": tenant.pk, "url": URL, "headers": "{}", "active": "on", **fields}
+    response = staff.post(reverse("admin:webhooks_webhook_add"), data)
+    assert response.status_code == 200
+    assert message in response.content.decode()
+    assert not Webhook.objects.exists()
+
+
+def test_change_form_edits_through_the_service_and_lists_recent_deliveries(staff, tenant, hook):
+    events.publish("deploy.started", tenant=tenant)
+    url = reverse("admin:webhooks_webhook_change", args=[hook.pk])
+    page = staff.get(url).content.decode()
+    assert "Recent deliveries" in page
+    assert Delivery.objects.get().pk in page
+    assert "background:#6c757d" in page  # a pending badge
+    assert webhook_secret_current(webhook=hook) not in page
+    response = staff.post(
+        url,
+        {
+            "url": URL,
+            "description": "changed",
+            "event_types": ["health.failed"],
+            "event_patterns": "",
+            "headers": "{}",
+        },
+    )
+    assert response.status_code == 302
+    hook.refresh_from_db()
+    assert (hook.description, hook.event_types, hook.active) == (
+        "changed",
+        ["health.failed"],
+        False,
+    )
+    assert hook.disabled_reason == "Disabled by the tenant."
+
+
+def test_the_secret_is_revealed_on_request(staff, hook):
+    response = staff.get(reverse("admin:webhooks_webhook_secret", args=[hook.pk]))
+    assert webhook_secret_current(webhook=hook) in response.content.decode()
+
+
+def test_actions_send_test_rotate_disable_enable(staff, hook):
+    old = webhook_secret_current(webhook=hook)
+    action(staff, "webhooks_webhook", "send_test_event", [hook.pk])
+    assert EventRecord.objects.filter(type="webhook.test").count() == 1
+    assert Delivery.objects.filter(webhook=hook, event_type="webhook.test").count() == 1
+
+    action(staff, "webhooks_webhook", "rotate_secret", [hook.pk])
+    live = webhook_secrets_live(webhook=hook)
+    assert len(live) == 2
+    assert live[1] == old
+
+    action(staff, "webhooks_webhook", "disable", [hook.pk])
+    hook.refresh_from_db()
+    assert not hook.active
+    assert "in the admin" in hook.disabled_reason
+
+    action(staff, "webhooks_webhook", "enable", [hook.pk])
+    hook.refresh_from_db()
+    assert hook.active
+
+
+# -- logs ------------------------------------------------------------------------------
+
+
+def test_event_delivery_and_attempt_logs_are_read_only_but_viewable(staff, tenant, hook):
+    event = events.publish("deploy.started", tenant=tenant, instance_id="web-9")
+    delivery = Delivery.objects.get()
+    Attempt.objects.create(
+        delivery=delivery, attempt_number=1, trigger="scheduled", started_at=event.timestamp,
+        duration_ms=31, response_status=503, response_body="try later", error_kind="http",
+        error_message="HTTP 503", response_headers={"retry-after": "5"},
+    )  # fmt: skip
+    for name, pk in [("events_eventrecord", event.id), ("webhooks_delivery", delivery.pk)]:
+        assert staff.get(reverse(f"admin:{name}_add")).status_code == 403
+        assert staff.get(reverse(f"admin:{name}_change", args=[pk])).status_code == 200
+        assert staff.post(reverse(f"admin:{name}_delete", args=[pk])).status_code == 403
+    page = staff.get(reverse("admin:webhooks_delivery_change", args=[delivery.pk])).content.decode()
+    assert "try later" in page
+    assert "HTTP 503" in page
+    assert "retry-after" in page
+
+
+@pytest.mark.parametrize(
+    ("model", "query"),
+    [
+        ("events_eventrecord", "type__exact=deploy.started"),
+        ("events_eventrecord", "q=web-9"),
+        ("webhooks_delivery", "status__exact=pending"),
+        ("webhooks_delivery", "event_type__exact=deploy.started"),
+        ("webhooks_attempt", "error_kind__exact=http"),
+    ],
+)
+def test_log_lists_filter_and_search(staff, tenant, hook, model, query):
+    event = events.publish("deploy.started", tenant=tenant, instance_id="web-9")
+    Attempt.objects.create(
+        delivery=Delivery.objects.get(), attempt_number=1, trigger="scheduled",
+        started_at=event.timestamp, duration_ms=1, error_kind="http",
+    )  # fmt: skip
+    response = staff.get(reverse(f"admin:{model}_changelist") + "?" + query)
+    assert response.status_code == 200
+    assert response.context["cl"].result_count == 1
+
+
+def test_retry_selected_deliveries(staff, tenant, hook):
+    events.publish("deploy.started", tenant=tenant)
+    delivery = Delivery.objects.get()
+    Delivery.objects.filter(pk=delivery.pk).update(status=DeliveryStatus.EXHAUSTED)
+    action(staff, "webhooks_delivery", "retry_selected", [delivery.pk])
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.next_trigger) == (DeliveryStatus.PENDING, "manual")
