@@ -259,13 +259,24 @@ class ReadOnlyAdmin(admin.ModelAdmin[Any]):
         return False
 
 
+ATTEMPT_FIELDS: tuple[str, ...] = (
+    "attempt_number",
+    "trigger",
+    "started_at",
+    "duration_ms",
+    "response_status",
+    "error_kind",
+    "error_message",
+    "response_body",
+    "response_headers",
+    "request_headers",
+)
+
+
 class AttemptInline(admin.TabularInline[Attempt, Delivery]):
     model = Attempt
-    fields: list[str] = [
-        "attempt_number", "trigger", "started_at", "duration_ms", "response_status",
-        "error_kind", "error_message", "response_body", "response_headers", "request_headers",
-    ]  # fmt: skip
-    readonly_fields = fields
+    fields = ATTEMPT_FIELDS
+    readonly_fields = ATTEMPT_FIELDS
     extra = 0
     can_delete = False
 

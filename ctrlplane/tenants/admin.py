@@ -7,11 +7,19 @@ from django.urls import reverse
 from ctrlplane.tenants.models import ApiKey, Tenant
 from ctrlplane.tenants.services import api_key_create, api_key_revoke
 
+KEY_FIELDS: tuple[str, ...] = (
+    "prefix",
+    "name",
+    "created",
+    "last_used_at",
+    "revoked_at",
+)
+
 
 class ApiKeyInline(admin.TabularInline[ApiKey, Tenant]):
     model = ApiKey
-    fields: list[str] = ["prefix", "name", "created", "last_used_at", "revoked_at"]
-    readonly_fields = fields
+    fields = KEY_FIELDS
+    readonly_fields = KEY_FIELDS
     extra = 0
     can_delete = False
     show_change_link = True
