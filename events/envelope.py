@@ -67,7 +67,10 @@ class Event:
         # Frozen dataclass: object.__setattr__ is the sanctioned way to normalise in __post_init__.
         object.__setattr__(self, "payload", _json_copy(dict(self.payload), what="payload"))
         object.__setattr__(self, "metadata", dict(self.metadata))
-        object.__setattr__(self, "timestamp", self.timestamp.astimezone(UTC))
+        try:
+            object.__setattr__(self, "timestamp", self.timestamp.astimezone(UTC))
+        except OverflowError:
+            raise InvalidEvent("timestamp is out of range once converted to UTC") from None
         if self.type.__class__ is not str:  # a str-enum member: keep the plain value
             object.__setattr__(self, "type", str(self.type))
 

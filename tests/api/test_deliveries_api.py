@@ -50,11 +50,22 @@ def test_list_is_newest_first_and_filters_by_every_field(api, tenant, hooks, oth
 
 @pytest.mark.parametrize(
     "query",
-    ["?status=bogus", "?since=nope", "?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z"],
+    [
+        "?status=bogus",
+        "?since=nope",
+        "?since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+        "?since=0001-01-01T00:00:00%2B05:00",  # not expressible in UTC
+        "?until=9999-12-31T23:59:59-05:00",
+    ],
 )
 def test_bad_filters_are_a_400(api, query):
     response = api.get(f"/api/v1/deliveries/{query}")
     assert response.status_code == 400
+
+
+def test_offsets_postgresql_refuses_are_converted_to_utc(api):
+    response = api.get("/api/v1/deliveries/?since=0903-09-10T09%3A43%3A54-23%3A02")
+    assert response.status_code == 200
 
 
 def test_cursor_pagination_walks_every_row_once(api, tenant, hooks):

@@ -46,6 +46,11 @@ def test_timestamp_is_normalised_to_utc():
     assert make(timestamp=local).timestamp.tzinfo == UTC
 
 
+def test_a_timestamp_outside_utc_range_is_refused():
+    with pytest.raises(InvalidEvent, match="out of range"):
+        make(timestamp=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))))
+
+
 def test_naive_timestamp_is_refused():
     with pytest.raises(InvalidEvent, match="timezone-aware"):
         make(timestamp=datetime(2026, 1, 1))

@@ -1,12 +1,33 @@
+from datetime import UTC, datetime
 from typing import Any
 
 import django_filters
+from django import forms
 from django.db.models import QuerySet
+from django_filters.fields import IsoDateTimeField
 from rest_framework.exceptions import ValidationError
 
 from events.models import EventRecord
 from webhooks.models import Delivery, DeliveryStatus
 from webhooks.selectors import type_lookup
+
+
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """ISO 8601, converted to UTC. PostgreSQL refuses offsets beyond ±15:59, and some
+    dates cannot be expressed in UTC at all; both are 400s, not database errors."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None or parsed.tzinfo is None:
+            return parsed
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError("Date out of range.", code="invalid") from None
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
 
 
 class TimeRangeFilterSet(django_filters.FilterSet):
@@ -26,8 +47,8 @@ class DeliveryFilter(TimeRangeFilterSet):
         method="filter_event_type", max_length=100, help_text="An exact type or a glob (deploy.*)."
     )
     status = django_filters.ChoiceFilter(choices=DeliveryStatus.choices)
-    since = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created", lookup_expr="lte")
+    since = UtcIsoDateTimeFilter(field_name="created", lookup_expr="gte")
+    until = UtcIsoDateTimeFilter(field_name="created", lookup_expr="lte")
 
     class Meta:
         model = Delivery
@@ -42,8 +63,8 @@ class EventFilter(TimeRangeFilterSet):
         method="filter_type", max_length=100, help_text="An exact type or a glob (deploy.*)."
     )
     instance_id = django_filters.CharFilter(max_length=200)
-    since = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="timestamp", lookup_expr="lte")
+    since = UtcIsoDateTimeFilter(field_name="timestamp", lookup_expr="gte")
+    until = UtcIsoDateTimeFilter(field_name="timestamp", lookup_expr="lte")
 
     class Meta:
         model = EventRecord
