@@ -61,3 +61,7 @@ class CreatedCursorPagination(CursorPagination):
     max_page_size = 250
     page_size_query_param = "limit"
     ordering = ("-created", "-id")
+
+
+class EventCursorPagination(CreatedCursorPagination):
+    ordering = ("-timestamp", "-id")  # events are listed by when they happened

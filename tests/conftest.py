@@ -94,3 +94,11 @@ def celery_worker(transactional_db):
         app, pool="threads", concurrency=6, perform_ping_check=False, shutdown_timeout=30
     ) as worker:
         yield worker
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Rate-limit counters live in the cache; a key's ID can recur between tests."""
+    from django.core.cache import cache
+
+    cache.clear()

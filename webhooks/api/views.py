@@ -17,7 +17,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import events
-from ctrlplane.api import Conflict, CreatedCursorPagination
+from ctrlplane.api import Conflict, EventCursorPagination
 from events.catalogue import catalogue
 from events.envelope import EventSource
 from events.models import EventRecord
@@ -167,19 +167,13 @@ class EventViewSet(
     mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[EventRecord]
 ):
     queryset = EventRecord.objects.none()
+    pagination_class = EventCursorPagination
     serializer_class = s.EventOutput
     filterset_class = EventFilter
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self) -> QuerySet[EventRecord]:
         return selectors.events_for_tenant(tenant=tenant_of(self.request))
-
-    @property
-    def paginator(self) -> Any:
-        paginator = super().paginator
-        if isinstance(paginator, CreatedCursorPagination):
-            paginator.ordering = ("-timestamp", "-id")  # events are ordered by when they happened
-        return paginator
 
     def retrieve(self, request: Request, pk: str | None = None) -> Response:
         event = self.get_object()
