@@ -1,6 +1,6 @@
 """The service's processes, one command each, shared by the Procfile and the Docker image.
 
-    python -m ctrlplane.process web | worker | beat | migrate
+python -m ctrlplane.process web | worker | beat | migrate
 """
 
 import os
@@ -27,7 +27,18 @@ def command(role: str, env: dict[str, str]) -> list[str]:
         ]  # fmt: skip
     if role == "beat":
         schedule = env.get("CELERY_BEAT_SCHEDULE_FILE", str(ROOT / "var" / "celerybeat-schedule"))
-        return [python, "-m", "celery", "-A", "ctrlplane", "beat", "--loglevel", level, "-s", schedule]
+        return [
+            python,
+            "-m",
+            "celery",
+            "-A",
+            "ctrlplane",
+            "beat",
+            "--loglevel",
+            level,
+            "-s",
+            schedule,
+        ]
     if role == "migrate":
         return [python, str(ROOT / "manage.py"), "migrate", "--noinput"]
     raise SystemExit(f"unknown process {role!r}; use web, worker, beat or migrate")

@@ -201,3 +201,8 @@ if CACHE_URL.startswith(("redis://", "rediss://")):
     }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Operations ------------------------------------------------------------------
+# /metrics answers requests bearing this token, or from these networks.
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])

@@ -74,6 +74,14 @@ class BusStats:
     by_type: dict[str, TypeStats] = field(default_factory=dict)
 
 
+class BusObserver(Protocol):
+    """Optional hooks for metrics; called outside the bus's locks."""
+
+    def dropped(self, event_type: str) -> None: ...
+
+    def handler_failed(self, event_type: str) -> None: ...
+
+
 class Subscription:
     """A handler subscribed to some event types. `unsubscribe()` is idempotent."""
 
@@ -215,11 +223,13 @@ class InMemoryBus:
         buffer_size: int = DEFAULT_BUFFER_SIZE,
         raise_handler_errors: bool = False,
         started: bool = False,
+        observer: BusObserver | None = None,
     ) -> None:
         if buffer_size < 0:
             raise ValueError("buffer_size must not be negative")
         self.buffer_size = buffer_size
         self.raise_handler_errors = raise_handler_errors
+        self.observer = observer
         self._lock = threading.RLock()
         self._start_lock = threading.Lock()
         # Copy-on-write: publishers read the tuple without taking the lock.
@@ -329,6 +339,8 @@ class InMemoryBus:
             self._buffer.append(event)
             return
         stats.dropped += 1
+        if self.observer is not None:
+            self.observer.dropped(event.type)
         total = sum(s.dropped for s in self._stats.values())
         if total % _DROP_LOG_EVERY == 1 or _DROP_LOG_EVERY == 1:
             logger.warning(
@@ -361,6 +373,11 @@ class InMemoryBus:
             stats.delivered += delivered
             stats.dropped += dropped
             stats.handler_errors += len(errors)
+        if self.observer is not None:
+            for _ in range(dropped):
+                self.observer.dropped(event.type)
+            for _ in errors:
+                self.observer.handler_failed(event.type)
         if errors and raise_errors:
             raise HandlerErrors(f"{len(errors)} handler(s) failed for event {event.id}", errors)
         return delivered

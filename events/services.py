@@ -3,11 +3,13 @@
 import json
 from collections.abc import Mapping
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from ctrlplane.metrics import EVENTS_PUBLISHED
 from ctrlplane.tenants.models import Tenant
 from ctrlplane.tenants.services import tenant_resolve
 from events.catalogue import InvalidPayload, UnknownEventType, catalogue
@@ -72,6 +74,7 @@ def event_publish(
                 raise
             return existing
         get_bus().publish(event, raise_errors=True)
+        transaction.on_commit(partial(EVENTS_PUBLISHED.labels(event.type).inc))
     return event
 
 

@@ -7,10 +7,13 @@ class WebhooksConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from ctrlplane.metrics import register_gauges
         from events.runtime import get_bus
         from webhooks import checks  # noqa: F401  (registers system checks)
         from webhooks.catalogue import register_event_types
         from webhooks.delivery import deliveries_fan_out
+        from webhooks.metrics import delivery_gauges
 
         register_event_types()
         get_bus().subscribe(deliveries_fan_out)
+        register_gauges(delivery_gauges)

@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from ctrlplane.metrics import ATTEMPT_DURATION, DELIVERY_ATTEMPTS
 from events.envelope import Event
 from events.models import EventRecord
 from events.patterns import TypeFilter
@@ -238,6 +239,8 @@ def delivery_record_result(
             webhook_disable(webhook=delivery.webhook, reason="The endpoint answered 410 Gone.")
         else:
             status = _after_failure(delivery, result=result, now=now)
+    DELIVERY_ATTEMPTS.labels(status).inc()
+    ATTEMPT_DURATION.observe(result.duration_ms / 1000)
     logger.info(
         "delivery attempt %s: %s",
         attempt_number,
