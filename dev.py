@@ -33,6 +33,11 @@ def ensure_venv(extra: str) -> None:
     stamp = VENV / f".installed-{extra or 'base'}"
     if stamp.exists() and stamp.read_text() == digest:
         return
+    if not extra:  # an environment with the dev extra holds everything `run` needs
+        dev_stamp = VENV / ".installed-dev"
+        dev_digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + b".[dev]").hexdigest()
+        if dev_stamp.exists() and dev_stamp.read_text() == dev_digest:
+            return
     print(f"Installing {spec} …", flush=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
@@ -52,6 +57,7 @@ def run_env() -> dict[str, str]:
     env = venv_env()
     # Locally, receivers usually listen on this machine; production keeps loopback blocked.
     env.setdefault("WEBHOOKS_ALLOWED_NETWORKS", "loopback")
+    env.setdefault("LOG_FORMAT", "plain")
     return env
 
 

@@ -126,15 +126,30 @@ EVENTS_BUS_BUFFER_SIZE = env_int("EVENTS_BUS_BUFFER_SIZE", 1000)
 
 # --- Logging ----------------------------------------------------------------
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOG_FORMAT = env_str("LOG_FORMAT", "json")  # json | plain
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "ctrlplane.logging.RedactSecrets"}},
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain" if LOG_FORMAT == "plain" else "json",
+            "filters": ["redact"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }
+# Keep Django's logging config (JSON, redaction) in Celery processes too.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 EVENTS_MAX_PAYLOAD_BYTES = env_int("EVENTS_MAX_PAYLOAD_BYTES", 256 * 1024)

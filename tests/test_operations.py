@@ -142,3 +142,72 @@ def test_bus_drops_and_handler_errors_are_counted(client, db):
         == errors_before + 2
     )
     assert metric(text, "ctrlplane_bus_dropped_total", '{type="test.boom"}') == drops_before + 1
+
+
+def test_logs_are_json_with_delivery_ids_and_never_a_secret(tenant, settings):
+    import io
+    import json
+    import logging
+    import logging.config
+
+    from webhooks.services import webhook_secret_current
+
+    stream = io.StringIO()
+    config = {**settings.LOGGING}
+    config["handlers"] = {
+        "console": {
+            **settings.LOGGING["handlers"]["console"],
+            "stream": stream,
+            "formatter": "json",
+        }
+    }
+    logging.config.dictConfig(config)
+    try:
+        hook = webhook_create(tenant=tenant, url="https://a.example.com/")
+        secret = webhook_secret_current(webhook=hook)
+        logging.getLogger("test").warning("leaking %s in a message", secret)
+        from webhooks.delivery import delivery_record_result
+        from webhooks.transport import DeliveryResult, OutgoingRequest
+
+        events.publish("deploy.started", tenant=tenant)
+        delivery = Delivery.objects.get()
+        Delivery.objects.filter(pk=delivery.pk).update(status="sending", attempts=1)
+        delivery.refresh_from_db()
+        delivery_record_result(
+            delivery=delivery,
+            request=OutgoingRequest(
+                url=hook.url, body=b"{}", headers={"webhook-signature": "v1,x"}
+            ),
+            result=DeliveryResult(status_code=200, duration_ms=5),
+            started_at=delivery.created,
+        )
+    finally:
+        logging.config.dictConfig(settings.LOGGING)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert secret not in stream.getvalue()
+    assert any("whsec_[redacted]" in line["message"] for line in lines)
+    [attempt_line] = [line for line in lines if line["message"].startswith("delivery attempt")]
+    assert attempt_line["level"] == "INFO"
+    assert {k: attempt_line[k] for k in ("tenant_id", "event_id", "delivery_id", "webhook_id")} == {
+        "tenant_id": tenant.pk,
+        "event_id": delivery.event_id,
+        "delivery_id": delivery.pk,
+        "webhook_id": hook.pk,
+    }
+
+
+def test_plain_format_is_one_switch_away():
+    import subprocess
+    import sys
+
+    code = "from django.conf import settings; print(settings.LOGGING['handlers']['console']['formatter'])"
+    env = {
+        **__import__("os").environ,
+        "LOG_FORMAT": "plain",
+        "DJANGO_SETTINGS_MODULE": "ctrlplane.settings",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); " + code],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == "plain"
