@@ -200,7 +200,10 @@ def test_plain_format_is_one_switch_away():
     import subprocess
     import sys
 
-    code = "from django.conf import settings; print(settings.LOGGING['handlers']['console']['formatter'])"
+    code = (
+        "from django.conf import settings; "
+        "print(settings.LOGGING['handlers']['console']['formatter'])"
+    )
     env = {
         **__import__("os").environ,
         "LOG_FORMAT": "plain",
