@@ -173,8 +173,16 @@ WEBHOOKS_SECRET_BYTES = env_int("WEBHOOKS_SECRET_BYTES", 32)
 WEBHOOKS_ALLOWED_NETWORKS = env_list("WEBHOOKS_ALLOWED_NETWORKS", [])
 WEBHOOKS_ENCRYPTION_KEYS = env_list("WEBHOOKS_ENCRYPTION_KEYS", [])
 
+WEBHOOKS_RETENTION_DAYS = env_float("WEBHOOKS_RETENTION_DAYS", 30)
+WEBHOOKS_RETENTION_TIME_BUDGET = env_float("WEBHOOKS_RETENTION_TIME_BUDGET", 60)
+WEBHOOKS_RETENTION_INTERVAL = env_float("WEBHOOKS_RETENTION_INTERVAL", 3600)
+
 CELERY_BEAT_SCHEDULE = {
     "webhooks-sweep": {"task": "webhooks.tasks.sweep", "schedule": WEBHOOKS_SWEEP_INTERVAL},
+    "webhooks-purge-history": {
+        "task": "webhooks.tasks.purge_history",
+        "schedule": WEBHOOKS_RETENTION_INTERVAL,
+    },
 }
 # A broker outage must not stall the publisher's request for long: the sweeper re-sends
 # whatever could not be handed over.

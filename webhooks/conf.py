@@ -117,3 +117,14 @@ def user_agent() -> str:
     from ctrlplane import __version__
 
     return f"ctrlplane-webhooks/{__version__}"
+
+
+def retention_period() -> timedelta:
+    """WEBHOOKS_RETENTION_DAYS: finished deliveries, attempts and events older than this
+    are deleted (default 30 days). Live deliveries are kept whatever their age."""
+    return timedelta(days=float(str(_get("WEBHOOKS_RETENTION_DAYS", 30))))
+
+
+def retention_time_budget() -> float:
+    """WEBHOOKS_RETENTION_TIME_BUDGET: seconds one purge task may run (default 60)."""
+    return float(str(_get("WEBHOOKS_RETENTION_TIME_BUDGET", 60)))

@@ -2,6 +2,7 @@
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache, partial
@@ -544,3 +545,46 @@ def webhook_recover(*, webhook: Webhook, since: datetime, until: datetime | None
         ids = [row.id for row in new_rows] + reset
         transaction.on_commit(partial(deliveries_dispatch, ids))
     return len(ids)
+
+
+def deliveries_retry_matching(
+    *,
+    status: str,
+    webhook: Webhook | None = None,
+    since: datetime | None = None,
+    batch_size: int = 500,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Re-send every `failed` or `exhausted` delivery matching the filters, in batches.
+
+    Deliveries of disabled webhooks are left alone (enable the webhook first).
+    """
+    if status not in (DeliveryStatus.FAILED, DeliveryStatus.EXHAUSTED):
+        raise ValueError("only failed or exhausted deliveries can be retried in bulk")
+    matching = Delivery.objects.filter(status=status, webhook__active=True)
+    if webhook is not None:
+        matching = matching.filter(webhook=webhook)
+    if since is not None:
+        matching = matching.filter(created__gte=since)
+    total = 0
+    while True:
+        now = timezone.now()
+        with transaction.atomic():
+            ids = list(
+                matching.select_for_update(skip_locked=True)
+                .order_by("created")
+                .values_list("id", flat=True)[:batch_size]
+            )
+            if not ids:
+                return total
+            Delivery.objects.filter(pk__in=ids).update(
+                status=DeliveryStatus.PENDING,
+                next_attempt_at=now,
+                next_trigger=AttemptTrigger.MANUAL,
+                dispatched_at=now,
+                updated=now,
+            )
+            transaction.on_commit(partial(deliveries_dispatch, ids))
+        total += len(ids)
+        if progress:
+            progress(total)

@@ -1,0 +1,177 @@
+import io
+from datetime import timedelta
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+import events
+from events.models import EventRecord
+from webhooks.models import Attempt, Delivery, DeliveryStatus
+from webhooks.retention import history_purge
+from webhooks.services import webhook_create, webhook_disable
+
+
+@pytest.fixture
+def hook(tenant):
+    return webhook_create(tenant=tenant, url="https://a.example.com/")
+
+
+def delivery(hook, status, age_days=0, attempts=0):
+    event = events.publish("deploy.started", tenant=hook.tenant)
+    created = timezone.now() - timedelta(days=age_days)
+    EventRecord.objects.filter(pk=event.id).update(timestamp=created)
+    row = Delivery.objects.get(event_id=event.id, webhook=hook)
+    Delivery.objects.filter(pk=row.pk).update(status=status, created=created)
+    for n in range(attempts):
+        Attempt.objects.create(
+            delivery=row,
+            attempt_number=n + 1,
+            trigger="scheduled",
+            started_at=created,
+            duration_ms=1,
+        )
+    return row
+
+
+def run(*args):
+    out = io.StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+# -- retention ------------------------------------------------------------------------
+
+
+def test_purge_deletes_old_finished_history_and_leaves_live_work(hook):
+    old_done = delivery(hook, DeliveryStatus.SUCCEEDED, age_days=40, attempts=2)
+    old_exhausted = delivery(hook, DeliveryStatus.EXHAUSTED, age_days=40, attempts=8)
+    old_pending = delivery(hook, DeliveryStatus.PENDING, age_days=40)
+    old_retrying = delivery(hook, DeliveryStatus.FAILED, age_days=40, attempts=3)
+    old_sending = delivery(hook, DeliveryStatus.SENDING, age_days=40, attempts=1)
+    recent = delivery(hook, DeliveryStatus.SUCCEEDED, age_days=2, attempts=1)
+
+    report = history_purge(older_than=timedelta(days=30), batch_size=1)
+
+    assert report.done
+    assert (report.deliveries, report.attempts, report.events) == (2, 10, 2)
+    kept = set(Delivery.objects.values_list("id", flat=True))
+    assert kept == {old_pending.pk, old_retrying.pk, old_sending.pk, recent.pk}
+    assert not EventRecord.objects.filter(
+        pk__in=[old_done.event_id, old_exhausted.event_id]
+    ).exists()
+    live_events = [old_pending.event_id, old_retrying.event_id, old_sending.event_id]
+    assert EventRecord.objects.filter(pk__in=live_events).count() == 3  # live work keeps its event
+    assert Attempt.objects.filter(delivery=old_retrying).count() == 3
+
+
+def test_purge_stops_at_its_time_budget_and_continues_later(hook):
+    for _ in range(3):
+        delivery(hook, DeliveryStatus.SUCCEEDED, age_days=40)
+    first = history_purge(older_than=timedelta(days=30), batch_size=1, time_budget=0)
+    assert (first.done, first.deliveries) == (False, 0)
+    second = history_purge(older_than=timedelta(days=30), batch_size=1)
+    assert (second.done, second.deliveries) == (True, 3)
+
+
+def test_purge_history_command_prints_progress(hook):
+    delivery(hook, DeliveryStatus.CANCELLED, age_days=10)
+    out = run("purge_history", "--older-than", "7", "--batch-size", "1")
+    assert "deleted 1 deliveries" in out
+    assert "Deleted 1 deliveries, 0 attempts and 1 events older than 7 days (done)." in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--older-than", "-1"], "zero or more"),
+        (["--older-than", "5", "--batch-size", "0"], "at least 1"),
+        (["--older-than", "5", "--time-budget", "0"], "positive"),
+    ],
+)
+def test_purge_history_command_refuses_bad_arguments(db, args, message):
+    with pytest.raises(CommandError, match=message):
+        run("purge_history", *args)
+
+
+def test_the_beat_task_purges_with_the_configured_retention(hook, settings):
+    from webhooks.tasks import purge_history
+
+    settings.WEBHOOKS_RETENTION_DAYS = 5
+    delivery(hook, DeliveryStatus.SUCCEEDED, age_days=6)
+    keep = delivery(hook, DeliveryStatus.SUCCEEDED, age_days=4)
+    assert purge_history() == {"deliveries": 1, "attempts": 0, "events": 1, "done": True}
+    assert list(Delivery.objects.values_list("id", flat=True)) == [keep.pk]
+
+
+# -- retry and recover commands ------------------------------------------------------
+
+
+def test_retry_deliveries_reschedules_matching_ones(
+    hook, tenant, django_capture_on_commit_callbacks
+):
+    other = webhook_create(tenant=tenant, url="https://b.example.com/")
+    a = delivery(hook, DeliveryStatus.EXHAUSTED)
+    b = Delivery.objects.get(event_id=a.event_id, webhook=other)
+    Delivery.objects.filter(pk=b.pk).update(status=DeliveryStatus.EXHAUSTED)
+    failed = delivery(hook, DeliveryStatus.FAILED)
+    with django_capture_on_commit_callbacks() as callbacks:
+        out = run("retry_deliveries", "--status", "exhausted", "--webhook", hook.pk)
+    assert "Scheduled 1 exhausted deliveries" in out
+    assert "1 deliveries scheduled so far" in out
+    a.refresh_from_db()
+    assert (a.status, a.next_trigger) == (DeliveryStatus.PENDING, "manual")
+    assert Delivery.objects.get(pk=b.pk).status == DeliveryStatus.EXHAUSTED
+    assert Delivery.objects.get(pk=failed.pk).status == DeliveryStatus.FAILED
+    assert len(callbacks) == 1
+
+
+def test_retry_deliveries_skips_disabled_webhooks(hook):
+    delivery(hook, DeliveryStatus.FAILED)
+    webhook_disable(webhook=hook, reason="x", notify=False)
+    Delivery.objects.update(status=DeliveryStatus.FAILED)
+    assert "Scheduled 0 failed" in run("retry_deliveries", "--status", "failed")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--status", "failed", "--webhook", "wh_nope"], "no webhook with id"),
+        (["--status", "failed", "--since", "last tuesday"], "ISO 8601"),
+    ],
+)
+def test_retry_deliveries_refuses_bad_arguments(db, args, message):
+    with pytest.raises(CommandError, match=message):
+        run("retry_deliveries", *args)
+
+
+def test_retry_deliveries_refuses_an_unknown_status(db):
+    with pytest.raises(CommandError, match="invalid choice"):
+        run("retry_deliveries", "--status", "succeeded")
+
+
+def test_recover_deliveries_command(hook, tenant):
+    webhook_disable(webhook=hook, reason="x", notify=False)
+    events.publish("deploy.started", tenant=tenant)
+    hook.active = True
+    hook.save()
+    since = (timezone.now() - timedelta(hours=1)).isoformat()
+    out = run("recover_deliveries", "--webhook", hook.pk, "--since", since)
+    assert "Scheduled 1 deliveries for re-sending." in out
+    assert Delivery.objects.get(webhook=hook).next_trigger == "recover"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--webhook", "wh_nope", "--since", "2026-01-01T00:00:00Z"], "no webhook"),
+        (["--since", "not-a-date"], "ISO 8601"),
+        (["--since", "2001-01-01T00:00:00Z"], "14 days"),
+    ],
+)
+def test_recover_deliveries_refuses_bad_arguments(hook, args, message):
+    if "--webhook" not in args:
+        args = ["--webhook", hook.pk, *args]
+    with pytest.raises(CommandError, match=message):
+        run("recover_deliveries", *args)

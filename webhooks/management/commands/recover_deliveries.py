@@ -1,0 +1,35 @@
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from ctrlplane.errors import format_validation_error
+from webhooks.delivery import DeliveryNotRetryable, webhook_recover
+from webhooks.management.commands._args import iso_datetime, webhook_by_id
+
+
+class Command(BaseCommand):
+    help = (
+        "Re-send every event in a window (at most 14 days back) that a webhook subscribes to "
+        "and has not received successfully."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--webhook", required=True, metavar="ID")
+        parser.add_argument("--since", required=True, metavar="ISO")
+        parser.add_argument("--until", default=None, metavar="ISO")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        webhook = webhook_by_id(options["webhook"])
+        since = iso_datetime(options["since"], flag="--since")
+        until = iso_datetime(options["until"], flag="--until")
+        assert webhook is not None and since is not None
+        self.stdout.write(f"Recovering deliveries for {webhook.url} since {since.isoformat()} …")
+        try:
+            count = webhook_recover(webhook=webhook, since=since, until=until)
+        except ValidationError as exc:
+            raise CommandError(format_validation_error(exc)) from None
+        except DeliveryNotRetryable as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Scheduled {count} deliveries for re-sending.")

@@ -1,0 +1,75 @@
+"""Retention: delete old history in batches, under a time budget, never live work."""
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from events.models import EventRecord
+from webhooks.models import Attempt, Delivery, DeliveryStatus
+
+TERMINAL = (DeliveryStatus.SUCCEEDED, DeliveryStatus.EXHAUSTED, DeliveryStatus.CANCELLED)
+
+
+@dataclass
+class PurgeReport:
+    deliveries: int = 0
+    attempts: int = 0
+    events: int = 0
+    done: bool = False
+
+
+def history_purge(
+    *,
+    older_than: timedelta,
+    batch_size: int = 1000,
+    time_budget: float | None = None,
+    progress: Callable[[PurgeReport], None] | None = None,
+) -> PurgeReport:
+    """Delete finished deliveries (with their attempts) and events older than `older_than`.
+
+    Pending, sending and retrying deliveries are never deleted, nor the events they
+    belong to. Stops after `time_budget` seconds with `done=False`, so a caller can
+    continue later; each batch is its own short transaction.
+    """
+    cutoff = timezone.now() - older_than
+    deadline = None if time_budget is None else time.monotonic() + time_budget
+    report = PurgeReport()
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
+
+    while not out_of_time():
+        ids = list(
+            Delivery.objects.filter(status__in=TERMINAL, created__lt=cutoff).values_list(
+                "id", flat=True
+            )[:batch_size]
+        )
+        if not ids:
+            break
+        with transaction.atomic():
+            report.attempts += Attempt.objects.filter(delivery_id__in=ids).delete()[0]
+            report.deliveries += Delivery.objects.filter(pk__in=ids).delete()[0]
+        if progress:
+            progress(report)
+    else:
+        return report
+
+    has_deliveries = Delivery.objects.filter(event=OuterRef("pk"))
+    while not out_of_time():
+        ids = list(
+            EventRecord.objects.filter(timestamp__lt=cutoff)
+            .filter(~Exists(has_deliveries))
+            .values_list("id", flat=True)[:batch_size]
+        )
+        if not ids:
+            report.done = True
+            break
+        report.events += EventRecord.objects.filter(pk__in=ids).delete()[0]
+        if progress:
+            progress(report)
+    return report
