@@ -24,7 +24,8 @@ class Command(BaseCommand):
         webhook = webhook_by_id(options["webhook"])
         since = iso_datetime(options["since"], flag="--since")
         until = iso_datetime(options["until"], flag="--until")
-        assert webhook is not None and since is not None
+        if webhook is None or since is None:  # both flags are required by argparse
+            raise CommandError("--webhook and --since are required")
         self.stdout.write(f"Recovering deliveries for {webhook.url} since {since.isoformat()} …")
         try:
             count = webhook_recover(webhook=webhook, since=since, until=until)
