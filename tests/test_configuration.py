@@ -30,11 +30,11 @@ def read_in_code() -> dict[str, ast.expr | None]:
             func = node.func
             name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
             is_env_get = name in ("get", "setdefault") and _is_environ(func)
-            if name in ENV_READERS or is_env_get:
-                if re.fullmatch(r"[A-Z][A-Z0-9_]+", first.value) and first.value not in found:
-                    # The first file to read a variable (settings.py) owns its default;
-                    # dev.py's local-run overrides come later and do not count.
-                    found[first.value] = node.args[1] if len(node.args) > 1 else None
+            is_variable = re.fullmatch(r"[A-Z][A-Z0-9_]+", first.value) is not None
+            # The first file to read a variable (settings.py) owns its default; dev.py's
+            # local-run overrides come later and do not count.
+            if (name in ENV_READERS or is_env_get) and is_variable and first.value not in found:
+                found[first.value] = node.args[1] if len(node.args) > 1 else None
     return found
 
 
