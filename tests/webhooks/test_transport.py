@@ -5,6 +5,7 @@ import socket
 from datetime import UTC, datetime
 
 import pytest
+import requests
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from tests.receiver import hang, status
@@ -138,3 +139,55 @@ def test_cookies_set_by_one_receiver_are_never_sent_anywhere(receiver):
     for _ in range(2):
         send_request(session, outgoing(url), timeout=2, connect_timeout=1, body_limit=100)
     assert "cookie" not in receiver.received[1].headers
+
+
+def test_a_connection_reset_is_retried_once_within_the_attempt():
+    """A server that drops the first request without answering (as a stale keep-alive
+    connection does) gets the same request again on a fresh connection."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    port = listener.getsockname()[1]
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        for n in range(2):
+            conn, _ = listener.accept()
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                seen.append(data)
+                if n == 0:
+                    linger_zero = b"\x01\x00\x00\x00\x00\x00\x00\x00"  # close with an RST
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
+                    continue  # close without a response: the client sees a reset
+                conn.sendall(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        result = send(outgoing(f"http://127.0.0.1:{port}/hook"))
+    finally:
+        thread.join(5)
+        listener.close()
+    assert (result.ok, result.status_code) == (True, 204)
+    assert len(seen) == 2
+
+
+@pytest.mark.parametrize(
+    ("exc", "expected"),
+    [
+        (requests.ConnectionError("('Connection aborted.', RemoteDisconnected('x'))"), True),
+        (requests.ConnectionError("Connection reset by peer"), True),
+        (requests.ConnectTimeout("timed out"), False),
+        (requests.ConnectionError("Connection refused"), False),
+        (ValueError("Connection reset"), False),
+    ],
+)
+def test_only_resets_count_as_retryable(exc, expected):
+    from webhooks.transport import _is_connection_reset
+
+    assert _is_connection_reset(exc) is expected
