@@ -89,11 +89,15 @@ def celery_worker(transactional_db):
     from celery.contrib.testing.worker import start_worker
 
     from ctrlplane.celery import app
+    from webhooks.engine import running_engine
 
     with start_worker(
         app, pool="threads", concurrency=6, perform_ping_check=False, shutdown_timeout=30
     ) as worker:
         yield worker
+    engine = running_engine()
+    if engine is not None:  # let in-flight sends be recorded before the tables are flushed
+        engine.wait_idle(timeout=30)
 
 
 @pytest.fixture(autouse=True)

@@ -166,20 +166,23 @@ def test_logs_are_json_with_delivery_ids_and_never_a_secret(tenant, settings):
         hook = webhook_create(tenant=tenant, url="https://a.example.com/")
         secret = webhook_secret_current(webhook=hook)
         logging.getLogger("test").warning("leaking %s in a message", secret)
-        from webhooks.delivery import delivery_record_result
+        from webhooks.attempts import SendJob, SendOutcome, deliveries_record_results
         from webhooks.transport import DeliveryResult, OutgoingRequest
 
         events.publish("deploy.started", tenant=tenant)
-        delivery = Delivery.objects.get()
+        delivery = Delivery.objects.select_related("event", "webhook", "tenant").get()
         Delivery.objects.filter(pk=delivery.pk).update(status="sending", attempts=1)
         delivery.refresh_from_db()
-        delivery_record_result(
-            delivery=delivery,
-            request=OutgoingRequest(
-                url=hook.url, body=b"{}", headers={"webhook-signature": "v1,x"}
-            ),
-            result=DeliveryResult(status_code=200, duration_ms=5),
-            started_at=delivery.created,
+        request = OutgoingRequest(url=hook.url, body=b"{}", headers={"webhook-signature": "v1,x"})
+        deliveries_record_results(
+            outcomes=[
+                SendOutcome(
+                    job=SendJob(delivery=delivery, secrets=(secret,)),
+                    request=request,
+                    result=DeliveryResult(status_code=200, duration_ms=5),
+                    started_at=delivery.created,
+                )
+            ]
         )
     finally:
         logging.config.dictConfig(settings.LOGGING)

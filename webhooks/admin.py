@@ -15,8 +15,8 @@ from django.utils.safestring import SafeString
 
 from events.catalogue import catalogue
 from events.patterns import is_pattern
-from webhooks.delivery import DeliveryNotRetryable, delivery_retry, webhook_send_test
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
+from webhooks.recovery import DeliveryNotRetryable, delivery_retry, webhook_send_test
 from webhooks.services import (
     webhook_create,
     webhook_disable,

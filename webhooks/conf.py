@@ -72,8 +72,8 @@ def sweep_batch_size() -> int:
 
 
 def max_in_flight_per_endpoint() -> int:
-    """WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT: concurrent requests to one webhook (default 4),
-    so a slow endpoint cannot take every worker thread."""
+    """WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT: concurrent requests to one webhook from one
+    worker process (default 4), so a slow endpoint cannot take every sender thread."""
     return int(str(_get("WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT", 4)))
 
 
@@ -128,3 +128,14 @@ def retention_period() -> timedelta:
 def retention_time_budget() -> float:
     """WEBHOOKS_RETENTION_TIME_BUDGET: seconds one purge task may run (default 60)."""
     return float(str(_get("WEBHOOKS_RETENTION_TIME_BUDGET", 60)))
+
+
+def engine_senders() -> int:
+    """WEBHOOKS_ENGINE_SENDERS: threads per worker process that send requests (default 64)."""
+    return int(str(_get("WEBHOOKS_ENGINE_SENDERS", 64)))
+
+
+def engine_max_held() -> int:
+    """WEBHOOKS_ENGINE_MAX_HELD: deliveries one worker process claims at most before it
+    stops taking new batches (default 2000)."""
+    return int(str(_get("WEBHOOKS_ENGINE_MAX_HELD", 2000)))

@@ -10,16 +10,12 @@ from django.utils import timezone
 import events
 from tests.receiver import status, wait_until
 from tests.services import broker_down, require_postgres
-from webhooks.delivery import (
-    DeliveryNotRetryable,
-    deliveries_dispatch,
-    deliveries_fan_out,
-    deliveries_sweep,
-    delivery_attempt,
-    delivery_retry,
-)
+from webhooks.attempts import delivery_attempt
+from webhooks.fanout import deliveries_dispatch, deliveries_fan_out
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
+from webhooks.recovery import DeliveryNotRetryable, delivery_retry
 from webhooks.services import webhook_create, webhook_disable
+from webhooks.sweeper import deliveries_sweep
 
 
 @pytest.fixture

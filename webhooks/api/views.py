@@ -24,13 +24,13 @@ from events.models import EventRecord
 from webhooks import selectors
 from webhooks.api import serializers as s
 from webhooks.api.filters import DeliveryFilter, EventFilter
-from webhooks.delivery import (
+from webhooks.models import Delivery, Webhook
+from webhooks.recovery import (
     DeliveryNotRetryable,
     delivery_retry,
     webhook_recover,
     webhook_send_test,
 )
-from webhooks.models import Delivery, Webhook
 from webhooks.services import (
     webhook_create,
     webhook_secret_current,

@@ -5,8 +5,8 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from ctrlplane.errors import format_validation_error
-from webhooks.delivery import DeliveryNotRetryable, webhook_recover
 from webhooks.management.commands._args import iso_datetime, webhook_by_id
+from webhooks.recovery import DeliveryNotRetryable, webhook_recover
 
 
 class Command(BaseCommand):

@@ -3,8 +3,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from webhooks.delivery import deliveries_retry_matching
 from webhooks.management.commands._args import iso_datetime, webhook_by_id
+from webhooks.recovery import deliveries_retry_matching
 
 
 class Command(BaseCommand):

@@ -1,0 +1,402 @@
+"""Attempts: claim due deliveries, send them, and record the results in bulk."""
+
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from ctrlplane.metrics import ATTEMPT_DURATION, DELIVERY_ATTEMPTS
+from webhooks import conf
+from webhooks.fanout import deliveries_dispatch
+from webhooks.models import (
+    Attempt,
+    AttemptTrigger,
+    Delivery,
+    DeliveryStatus,
+    Webhook,
+    WebhookSecret,
+)
+from webhooks.retry_policy import RetryPolicy
+from webhooks.secret_store import decrypt_secret
+from webhooks.services import WEBHOOK_DISABLED, webhook_disable
+from webhooks.transport import (
+    DeliveryResult,
+    OutgoingRequest,
+    build_request,
+    event_body,
+    send_request,
+    shared_session,
+)
+from webhooks.validation import network_policy
+
+logger = logging.getLogger(__name__)
+
+DELIVERY_EXHAUSTED = "delivery.exhausted"
+# Events about delivery itself never cause more of themselves, or one dead endpoint
+# subscribed to `*` would feed on its own failures forever.
+OPERATIONAL_TYPES = frozenset({DELIVERY_EXHAUSTED, WEBHOOK_DISABLED})
+# Retries due this soon go to the broker with a countdown; later ones wait in the
+# database for the sweeper, so no long ETA ever sits in the broker.
+MAX_COUNTDOWN_SECONDS = 60.0
+DUE_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.FAILED)
+_rng = random.SystemRandom()
+
+
+def retry_policy() -> RetryPolicy:
+    return RetryPolicy(
+        schedule=conf.retry_schedule(),
+        jitter=conf.retry_jitter(),
+        retry_after_cap=conf.retry_after_cap(),
+    )
+
+
+@dataclass(frozen=True)
+class SendJob:
+    """A claimed delivery with everything needed to send it, loaded in bulk."""
+
+    delivery: Delivery
+    secrets: tuple[str, ...]
+
+    @property
+    def webhook_id(self) -> str:
+        return self.delivery.webhook_id
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    job: SendJob
+    request: OutgoingRequest
+    result: DeliveryResult
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    delivery_id: str
+    status: str
+    attempt_number: int | None = None
+    result: DeliveryResult | None = None
+
+
+# -- claiming ------------------------------------------------------------------------------
+
+
+def deliveries_claim(*, ids: Sequence[str], now: datetime | None = None) -> list[SendJob]:
+    """Take the due deliveries among `ids` for sending: mark them `sending` under a lease,
+    count the attempt, and load them with their event, webhook and live secrets.
+
+    Three queries for the whole batch. Rows another worker holds are skipped (SKIP LOCKED
+    on PostgreSQL; SQLite serialises writers). Deliveries of disabled webhooks are
+    cancelled instead.
+    """
+    moment = now or timezone.now()
+    with transaction.atomic():
+        claimable = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=ids, status__in=DUE_STATUSES, next_attempt_at__lte=moment)
+            .values_list("id", flat=True)
+        )
+        if not claimable:
+            return []
+        Delivery.objects.filter(pk__in=claimable).update(
+            status=DeliveryStatus.SENDING,
+            attempts=F("attempts") + 1,
+            lease_expires_at=moment + conf.sending_lease(),
+            updated=moment,
+        )
+    deliveries = list(
+        Delivery.objects.filter(pk__in=claimable).select_related("event", "webhook", "tenant")
+    )
+    inactive = [d for d in deliveries if not d.webhook.active]
+    for delivery in inactive:
+        delivery_finish(
+            delivery, status=DeliveryStatus.CANCELLED, last_error="The webhook is disabled."
+        )
+    live = [d for d in deliveries if d.webhook.active]
+    secrets = _live_secrets({d.webhook_id for d in live}, moment)
+    return [SendJob(delivery=d, secrets=secrets.get(d.webhook_id, ())) for d in live]
+
+
+def _live_secrets(webhook_ids: set[str], now: datetime) -> dict[str, tuple[str, ...]]:
+    rows = (
+        WebhookSecret.objects.filter(webhook_id__in=webhook_ids)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
+        .order_by("webhook_id", "-created", "-id")
+        .values_list("webhook_id", "ciphertext")
+    )
+    found: dict[str, list[str]] = defaultdict(list)
+    for webhook_id, ciphertext in rows:
+        found[webhook_id].append(decrypt_secret(ciphertext))
+    return {k: tuple(v) for k, v in found.items()}
+
+
+# -- sending -------------------------------------------------------------------------------
+
+
+def job_send(job: SendJob) -> SendOutcome:
+    """Sign and POST one claimed delivery. Never raises for network trouble."""
+    started = timezone.now()
+    request = job_request(job, now=started)
+    result = send_request(
+        shared_session(network_policy()),
+        request,
+        timeout=conf.request_timeout(),
+        connect_timeout=conf.connect_timeout(),
+        body_limit=conf.response_body_limit(),
+    )
+    return SendOutcome(job=job, request=request, result=result, started_at=started)
+
+
+def job_request(job: SendJob, *, now: datetime) -> OutgoingRequest:
+    delivery = job.delivery
+    event, webhook = delivery.event, delivery.webhook
+    body = event_body(
+        event_id=event.id,
+        event_type=event.type,
+        timestamp=event.timestamp,
+        tenant=delivery.tenant.slug,
+        instance_id=event.instance_id,
+        actor_id=event.actor_id,
+        data=event.payload,
+    )
+    return build_request(
+        url=webhook.url,
+        msg_id=event.id,
+        body=body,
+        secrets=job.secrets,
+        custom_headers=webhook.headers or {},
+        now=now,
+        user_agent=conf.user_agent(),
+    )
+
+
+def delivery_attempt(*, delivery_id: str, now: datetime | None = None) -> AttemptOutcome | None:
+    """Claim one due delivery, send it, record it: the synchronous path, for one delivery.
+
+    Returns None if the delivery was not due or another worker holds it.
+    """
+    jobs = deliveries_claim(ids=[delivery_id], now=now)
+    if not jobs:
+        current = Delivery.objects.filter(pk=delivery_id).values_list("status", flat=True).first()
+        if current == DeliveryStatus.CANCELLED:
+            return AttemptOutcome(delivery_id=delivery_id, status=current)
+        return None
+    [outcome] = deliveries_record_results(outcomes=[job_send(jobs[0])])
+    return outcome
+
+
+# -- recording -----------------------------------------------------------------------------
+
+
+def deliveries_record_results(*, outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
+    """Write the attempts and move every delivery to its next state, in one transaction:
+    one INSERT for the attempts, one UPDATE for the deliveries, one per webhook state.
+
+    A delivery the sweeper took back meanwhile (its lease ran out) keeps its new state;
+    its attempt is still recorded.
+    """
+    if not outcomes:
+        return []
+    now = timezone.now()
+    policy = retry_policy()
+    results: list[AttemptOutcome] = []
+    with transaction.atomic():
+        ids = [o.job.delivery.pk for o in outcomes]
+        held = set(
+            Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING).values_list(
+                "id", "attempts"
+            )
+        )
+        Attempt.objects.bulk_create([_attempt_row(o) for o in outcomes])
+        changed: list[Delivery] = []
+        soon: dict[float, list[str]] = defaultdict(list)
+        succeeded_hooks: set[str] = set()
+        failed_hooks: set[str] = set()
+        gone: dict[str, Webhook] = {}
+        exhausted: list[tuple[Delivery, DeliveryResult]] = []
+        for outcome in outcomes:
+            delivery, result = outcome.job.delivery, outcome.result
+            if (delivery.pk, delivery.attempts) not in held:
+                results.append(_outcome(outcome, "superseded"))
+                continue
+            delivery.lease_expires_at = None
+            delivery.next_trigger = AttemptTrigger.SCHEDULED
+            delivery.last_status_code = result.status_code
+            delivery.last_error = result.error_message[:2000]
+            delivery.updated = now
+            delivery.next_attempt_at = None
+            delivery.dispatched_at = None
+            if result.ok:
+                delivery.status = DeliveryStatus.SUCCEEDED
+                delivery.delivered_at = now
+                succeeded_hooks.add(delivery.webhook_id)
+            elif result.status_code == 410:
+                delivery.status = DeliveryStatus.CANCELLED
+                delivery.last_error = "HTTP 410 Gone: the endpoint asked to stop; webhook disabled."
+                gone[delivery.webhook_id] = delivery.webhook
+            else:
+                failed_hooks.add(delivery.webhook_id)
+                delay = policy.next_delay(
+                    attempts_made=delivery.attempts,
+                    status_code=result.status_code,
+                    headers=result.headers,
+                    now=now,
+                    rng=_rng,
+                )
+                if delay is None:
+                    delivery.status = DeliveryStatus.EXHAUSTED
+                    if delivery.event_type not in OPERATIONAL_TYPES:
+                        exhausted.append((delivery, result))
+                else:
+                    delivery.status = DeliveryStatus.FAILED
+                    delivery.next_attempt_at = now + delay
+                    if delay.total_seconds() <= MAX_COUNTDOWN_SECONDS:
+                        delivery.dispatched_at = now
+                        soon[round(delay.total_seconds(), 1)].append(delivery.pk)
+            changed.append(delivery)
+            results.append(_outcome(outcome, delivery.status))
+        Delivery.objects.bulk_update(
+            changed,
+            [
+                "status",
+                "next_attempt_at",
+                "dispatched_at",
+                "lease_expires_at",
+                "next_trigger",
+                "last_status_code",
+                "last_error",
+                "delivered_at",
+                "updated",
+            ],
+        )
+        _update_webhooks(succeeded_hooks, failed_hooks - succeeded_hooks, now)
+        for webhook in gone.values():
+            webhook_disable(webhook=webhook, reason="The endpoint answered 410 Gone.")
+        for delivery, result in exhausted:
+            emit_exhausted(delivery, result)
+        for countdown, retry_ids in soon.items():
+            transaction.on_commit(partial(deliveries_dispatch, retry_ids, countdown=countdown))
+    for outcome, recorded in zip(outcomes, results, strict=True):
+        _observe(outcome, recorded.status)
+    return results
+
+
+def _attempt_row(outcome: SendOutcome) -> Attempt:
+    delivery, result = outcome.job.delivery, outcome.result
+    return Attempt(
+        delivery_id=delivery.pk,
+        attempt_number=delivery.attempts,
+        trigger=delivery.next_trigger,
+        started_at=outcome.started_at,
+        duration_ms=result.duration_ms,
+        request_headers=outcome.request.redacted_headers(),
+        response_status=result.status_code,
+        response_headers=dict(result.headers),
+        response_body=result.body,
+        error_kind=result.error_kind,
+        error_message=result.error_message,
+    )
+
+
+def _update_webhooks(succeeded: set[str], failed: set[str], now: datetime) -> None:
+    if succeeded:
+        Webhook.objects.filter(pk__in=succeeded).update(failing_since=None, last_success_at=now)
+    if not failed:
+        return
+    Webhook.objects.filter(pk__in=failed, failing_since__isnull=True).update(failing_since=now)
+    cutoff = now - conf.disable_after()
+    for webhook in Webhook.objects.filter(pk__in=failed, active=True, failing_since__lte=cutoff):
+        webhook_disable(
+            webhook=webhook,
+            reason=f"Every delivery failed for {conf.disable_after()} with no success.",
+        )
+
+
+def _outcome(outcome: SendOutcome, status: str) -> AttemptOutcome:
+    return AttemptOutcome(
+        delivery_id=outcome.job.delivery.pk,
+        status=status,
+        attempt_number=outcome.job.delivery.attempts,
+        result=outcome.result,
+    )
+
+
+def _observe(outcome: SendOutcome, status: str) -> None:
+    delivery, result = outcome.job.delivery, outcome.result
+    DELIVERY_ATTEMPTS.labels(status).inc()
+    ATTEMPT_DURATION.observe(result.duration_ms / 1000)
+    logger.info(
+        "delivery attempt %s: %s",
+        delivery.attempts,
+        result.status_code or result.error_kind,
+        extra={
+            "tenant_id": delivery.tenant_id,
+            "event_id": delivery.event_id,
+            "delivery_id": delivery.pk,
+            "webhook_id": delivery.webhook_id,
+            "status": status,
+            "duration_ms": result.duration_ms,
+        },
+    )
+
+
+def delivery_finish(
+    delivery: Delivery,
+    *,
+    status: str,
+    result: DeliveryResult | None = None,
+    now: datetime | None = None,
+    last_error: str | None = None,
+    next_attempt_at: datetime | None = None,
+    dispatched_at: datetime | None = None,
+) -> str:
+    """Move a delivery we hold (status `sending`, our attempt) to `status`.
+
+    Returns `status`, or the current status if the sweeper took the delivery back
+    meanwhile (our lease ran out): their retry stands, ours is only on record.
+    """
+    moment = now or timezone.now()
+    error = last_error if last_error is not None else (result.error_message if result else "")
+    changed = Delivery.objects.filter(
+        pk=delivery.pk, status=DeliveryStatus.SENDING, attempts=delivery.attempts
+    ).update(
+        status=status,
+        next_attempt_at=next_attempt_at,
+        dispatched_at=dispatched_at,
+        lease_expires_at=None,
+        next_trigger=AttemptTrigger.SCHEDULED,
+        last_status_code=result.status_code if result else None,
+        last_error=error[:2000],
+        delivered_at=moment if status == DeliveryStatus.SUCCEEDED else None,
+        updated=moment,
+    )
+    if changed:
+        delivery.status = status
+        return status
+    current = Delivery.objects.filter(pk=delivery.pk).values_list("status", flat=True).first()
+    return current or status
+
+
+def emit_exhausted(delivery: Delivery, result: DeliveryResult) -> None:
+    import events
+
+    events.publish(
+        DELIVERY_EXHAUSTED,
+        tenant=delivery.tenant,
+        data={
+            "delivery_id": delivery.pk,
+            "webhook_id": delivery.webhook_id,
+            "event_id": delivery.event_id,
+            "event_type": delivery.event_type,
+            "attempts": delivery.attempts,
+            "last_status_code": result.status_code,
+            "last_error": result.error_message[:500],
+        },
+    )

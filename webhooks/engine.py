@@ -1,0 +1,206 @@
+"""The per-process delivery engine that Celery tasks hand claimed work to.
+
+A Celery task claims a batch of deliveries and returns; the engine sends them on its own
+thread pool and records the results in bulk. This keeps the per-delivery cost low (one
+broker message per batch, a handful of SQL statements per hundreds of deliveries) while
+keeping endpoints apart:
+
+- Each webhook has a lane: at most WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT requests at once
+  in this process; the rest wait in the lane, in order. A dead endpoint fills only its
+  own lane, never the healthy ones'.
+- Claimed deliveries are `sending` under a lease; the engine renews the leases of what it
+  holds, so a long lane is not mistaken for a dead worker. If the process dies the
+  renewals stop, the leases run out and the sweeper takes the deliveries back.
+- Submitting blocks when WEBHOOKS_ENGINE_MAX_HELD deliveries are held, which pushes back
+  on the broker instead of claiming more than the process can send.
+"""
+
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from webhooks import conf
+from webhooks.attempts import (
+    SendJob,
+    SendOutcome,
+    deliveries_claim,
+    deliveries_record_results,
+    job_send,
+)
+from webhooks.models import Delivery, DeliveryStatus
+
+logger = logging.getLogger(__name__)
+
+FLUSH_INTERVAL = 0.05  # seconds a result may wait to be recorded with others
+FLUSH_SIZE = 250  # results recorded in one transaction at most
+
+
+class DeliveryEngine:
+    def __init__(self, *, senders: int, max_held: int) -> None:
+        self._executor = ThreadPoolExecutor(
+            max_workers=senders, thread_name_prefix="ctrlplane-send"
+        )
+        self._lock = threading.Lock()
+        self._lanes: dict[str, deque[SendJob]] = defaultdict(deque)
+        self._active: dict[str, int] = defaultdict(int)
+        self._held: set[str] = set()
+        self._idle = threading.Condition(self._lock)
+        self._room = threading.Semaphore(max_held)
+        self._results: queue.SimpleQueue[SendOutcome] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._recorder = threading.Thread(
+            target=self._record_forever, name="ctrlplane-recorder", daemon=True
+        )
+        self._recorder.start()
+
+    # -- intake ------------------------------------------------------------------------
+    def submit(self, ids: Sequence[str]) -> int:
+        """Claim the due deliveries among `ids` and queue them for sending."""
+        for _ in ids:
+            self._room.acquire()
+        try:
+            jobs = deliveries_claim(ids=ids)
+        except Exception:
+            self._release(len(ids))
+            raise
+        finally:
+            close_old_connections()
+        self._release(len(ids) - len(jobs))
+        with self._lock:
+            self._held.update(job.delivery.pk for job in jobs)
+        for job in jobs:
+            self._enqueue(job)
+        return len(jobs)
+
+    def _enqueue(self, job: SendJob) -> None:
+        with self._lock:
+            # Read per job, so a settings change applies without restarting the engine.
+            if self._active[job.webhook_id] >= conf.max_in_flight_per_endpoint():
+                self._lanes[job.webhook_id].append(job)
+                return
+            self._active[job.webhook_id] += 1
+        self._executor.submit(self._run_lane, job)
+
+    def _run_lane(self, job: SendJob | None) -> None:
+        while job is not None:
+            try:
+                self._results.put(job_send(job))
+            except Exception:
+                # Unexpected (not a network error): leave the row `sending`; the lease runs
+                # out and the sweeper retries it.
+                logger.exception("sending delivery %s failed", job.delivery.pk)
+                self._forget([job.delivery.pk])
+            with self._lock:
+                lane = self._lanes[job.webhook_id]
+                if lane:
+                    job = lane.popleft()
+                else:
+                    self._active[job.webhook_id] -= 1
+                    job = None
+
+    # -- recording ---------------------------------------------------------------------
+    def _record_forever(self) -> None:
+        renew_every = conf.sending_lease().total_seconds() / 3
+        last_renewal = time.monotonic()
+        while True:
+            batch = self._take_batch()
+            if batch:
+                try:
+                    deliveries_record_results(outcomes=batch)
+                except Exception:
+                    logger.exception(
+                        "recording %d results failed; the sweeper will retry them", len(batch)
+                    )
+                finally:
+                    self._forget([o.job.delivery.pk for o in batch])
+            if time.monotonic() - last_renewal >= renew_every:
+                self._renew_leases()
+                last_renewal = time.monotonic()
+            if self._stopping.is_set() and not batch and self.held() == 0:
+                connection.close()
+                return
+
+    def _take_batch(self) -> list[SendOutcome]:
+        try:
+            first = self._results.get(timeout=FLUSH_INTERVAL)
+        except queue.Empty:
+            return []
+        batch = [first]
+        deadline = time.monotonic() + FLUSH_INTERVAL
+        while len(batch) < FLUSH_SIZE and time.monotonic() < deadline:
+            try:
+                batch.append(self._results.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return batch
+
+    def _renew_leases(self) -> None:
+        with self._lock:
+            held = list(self._held)
+        if not held:
+            return
+        expires = timezone.now() + conf.sending_lease()
+        try:
+            for start in range(0, len(held), 1000):
+                Delivery.objects.filter(
+                    pk__in=held[start : start + 1000], status=DeliveryStatus.SENDING
+                ).update(lease_expires_at=expires)
+        except Exception:
+            logger.exception("renewing leases failed")
+        finally:
+            close_old_connections()
+
+    def _forget(self, ids: Sequence[str]) -> None:
+        with self._lock:
+            self._held.difference_update(ids)
+            if not self._held:
+                self._idle.notify_all()
+        self._release(len(ids))
+
+    def _release(self, count: int) -> None:
+        for _ in range(count):
+            self._room.release()
+
+    # -- observing and stopping ----------------------------------------------------------
+    def held(self) -> int:
+        with self._lock:
+            return len(self._held)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until everything submitted is sent and recorded."""
+        with self._lock:
+            return self._idle.wait_for(lambda: not self._held, timeout=timeout)
+
+    def shutdown(self, timeout: float) -> None:
+        """Finish what is held (up to `timeout`), record it, and stop."""
+        self.wait_idle(timeout)
+        self._stopping.set()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._recorder.join(timeout=5)
+
+
+_engine: DeliveryEngine | None = None
+_engine_lock = threading.Lock()
+
+
+def get_engine() -> DeliveryEngine:
+    global _engine
+    if _engine is None:
+        with _engine_lock:
+            if _engine is None:
+                _engine = DeliveryEngine(
+                    senders=conf.engine_senders(),
+                    max_held=conf.engine_max_held(),
+                )
+    return _engine
+
+
+def running_engine() -> DeliveryEngine | None:
+    return _engine

@@ -1,0 +1,89 @@
+"""The sweeper: recover deliveries whose worker died, dispatch what is due."""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from webhooks import conf
+from webhooks.attempts import OPERATIONAL_TYPES, delivery_finish, emit_exhausted, retry_policy
+from webhooks.fanout import deliveries_dispatch
+from webhooks.models import Delivery, DeliveryStatus
+from webhooks.transport import DeliveryResult
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    dispatched: int
+    recovered: int
+
+
+def deliveries_sweep(*, now: datetime | None = None) -> SweepReport:
+    """Recover deliveries whose worker died mid-attempt, then dispatch what is due.
+
+    On PostgreSQL rows are claimed with FOR UPDATE SKIP LOCKED, so concurrent sweepers
+    take disjoint batches. SQLite has no row locks; its write transactions are serialised
+    (IMMEDIATE), which gives the same exclusivity.
+    """
+    moment = now or timezone.now()
+    recovered = _recover_stuck(moment)
+    batch = conf.sweep_batch_size()
+    stale = moment - conf.redispatch_after()
+    with transaction.atomic():
+        ids = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(
+                status__in=(DeliveryStatus.PENDING, DeliveryStatus.FAILED),
+                next_attempt_at__lte=moment,
+            )
+            .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=stale))
+            .order_by("next_attempt_at")
+            .values_list("id", flat=True)[:batch]
+        )
+        if ids:
+            Delivery.objects.filter(pk__in=ids).update(dispatched_at=moment)
+            transaction.on_commit(partial(deliveries_dispatch, ids))
+    return SweepReport(dispatched=len(ids), recovered=recovered)
+
+
+def _recover_stuck(now: datetime) -> int:
+    max_attempts = retry_policy().max_attempts
+    recovered = 0
+    with transaction.atomic():
+        stuck = list(
+            Delivery.objects.select_for_update(skip_locked=True)
+            .filter(status=DeliveryStatus.SENDING, lease_expires_at__lte=now)
+            .select_related("tenant")[: conf.sweep_batch_size()]
+        )
+        for delivery in stuck:
+            lost = "The worker was lost mid-attempt; recovered by the sweeper."
+            if delivery.attempts >= max_attempts:
+                status = delivery_finish(
+                    delivery, status=DeliveryStatus.EXHAUSTED, now=now, last_error=lost
+                )
+                if (
+                    status == DeliveryStatus.EXHAUSTED
+                    and delivery.event_type not in OPERATIONAL_TYPES
+                ):
+                    emit_exhausted(
+                        delivery,
+                        DeliveryResult(status_code=None, duration_ms=0, error_message=lost),
+                    )
+            else:
+                delivery_finish(
+                    delivery,
+                    status=DeliveryStatus.FAILED,
+                    now=now,
+                    last_error=lost,
+                    next_attempt_at=now,
+                )
+            recovered += 1
+    if recovered:
+        logger.warning("recovered %d deliveries stuck in sending", recovered)
+    return recovered
