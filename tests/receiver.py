@@ -17,6 +17,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float
+    answered: int | None = None  # the status the receiver sent back, once it did
 
 
 @dataclass
@@ -47,7 +48,9 @@ class Receiver:
             self.received.append(record)
             self.arrived.notify_all()
         handler = self.routes.get(request.path)
-        return handler(request) if handler else Response(status=204)
+        response = handler(request) if handler else Response(status=204)
+        record.answered = response.status_code
+        return response
 
     def requests_to(self, path: str) -> list[Received]:
         with self.arrived:

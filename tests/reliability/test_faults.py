@@ -1,0 +1,172 @@
+"""Fault scenarios against real worker processes, broker, database and HTTP receiver.
+
+Each publishes a known set of events, causes trouble, lets the system settle and then
+checks, event by event and webhook by webhook, what the receiver got. CI runs the short
+form; RELIABILITY_EVENTS=10000 runs the long one (results in docs/reliability.md).
+"""
+
+import itertools
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+from django.db import transaction
+from werkzeug import Response
+
+import events
+from tests.receiver import hang, status
+from tests.reliability.harness import (
+    EVENTS,
+    WORKER_ENV,
+    apply_settings,
+    make_fleet,
+    sweeping,
+    verify,
+    wait_terminal,
+    workers,
+)
+from tests.services import require_redis
+from tests.worker_process import worker_process
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+SETTLE = 60 + EVENTS / 20  # seconds for everything to reach a terminal state
+
+
+def report(name: str, verdict) -> None:
+    print(
+        f"\n[{name}] {verdict.delivered}/{verdict.expected} delivered, "
+        f"{verdict.duplicates} duplicates ({verdict.duplicate_rate:.2%}), "
+        f"{len(verdict.lost)} lost, {verdict.unexpected} rolled-back seen"
+    )
+
+
+def publish_steadily(tenant, count: int, seconds: float, ids: list[str]) -> threading.Thread:
+    from django.db import connection
+
+    def run() -> None:
+        try:
+            for _ in range(count):
+                ids.append(events.publish("deploy.succeeded", tenant=tenant).id)
+                time.sleep(seconds / count)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def test_worker_killed_mid_delivery_more_than_once(tenant, receiver, settings):
+    apply_settings(settings)
+    fleet = make_fleet(tenant, receiver, handler=hang(0.05))  # slow enough to be mid-request
+    ids: list[str] = []
+    with sweeping():
+        publisher = publish_steadily(tenant, EVENTS, seconds=6, ids=ids)
+        for _ in range(3):
+            with worker_process(env=WORKER_ENV) as doomed:
+                time.sleep(1.5)
+                doomed.send_signal(signal.SIGKILL)
+                doomed.wait(10)
+        publisher.join(60)
+        with workers(count=2):
+            wait_terminal(timeout=SETTLE)
+    verdict = verify(receiver, fleet, set(ids))
+    report("worker killed x3", verdict)
+    assert verdict.lost == []
+    assert len(ids) == EVENTS
+
+
+def test_broker_restart_while_events_flow(tenant, receiver, settings):
+    require_redis()
+    apply_settings(settings)
+    fleet = make_fleet(tenant, receiver)
+    ids: list[str] = []
+    with workers(count=2), sweeping():
+        publisher = publish_steadily(tenant, EVENTS, seconds=6, ids=ids)
+        time.sleep(2)
+        stop_redis()
+        try:
+            time.sleep(2)  # publishes continue while the broker is down
+        finally:
+            start_redis()
+        publisher.join(60)
+        wait_terminal(timeout=SETTLE)
+    verdict = verify(receiver, fleet, set(ids))
+    report("broker restart", verdict)
+    assert len(ids) == EVENTS  # the publisher never failed
+    assert verdict.lost == []
+
+
+def test_flaky_receiver(tenant, receiver, settings):
+    apply_settings(settings)
+    counter = itertools.count()
+
+    def flaky(request):
+        n = next(counter) % 10
+        if n < 3:
+            return Response(status=500)
+        if n == 3:
+            return hang(2)(request)  # past the 1 s timeout
+        return Response(status=204)
+
+    fleet = make_fleet(tenant, receiver, handler=flaky)
+    ids: list[str] = []
+    with workers(count=2), sweeping():
+        publish_steadily(tenant, EVENTS, seconds=4, ids=ids).join(60)
+        wait_terminal(timeout=SETTLE)
+    verdict = verify(receiver, fleet, set(ids))
+    report("flaky receiver", verdict)
+    assert verdict.lost == []
+
+
+def test_rolled_back_events_are_never_delivered(tenant, receiver, settings):
+    apply_settings(settings)
+    fleet = make_fleet(tenant, receiver, handler=status(204))
+    committed, rolled_back = set(), set()
+    with workers(count=1), sweeping():
+        for i in range(EVENTS):
+            try:
+                with transaction.atomic():
+                    event = events.publish("deploy.started", tenant=tenant, data={"i": i})
+                    if i % 2:
+                        rolled_back.add(event.id)
+                        raise RuntimeError("roll back")
+                    committed.add(event.id)
+            except RuntimeError:
+                pass
+        wait_terminal(timeout=SETTLE)
+        time.sleep(1)  # a straggler would show up now
+    verdict = verify(receiver, fleet, committed, rolled_back)
+    report("rollback", verdict)
+    assert verdict.lost == []
+    assert verdict.unexpected == 0
+    assert verdict.duplicates == 0
+
+
+def stop_redis() -> None:
+    subprocess.run(
+        ["redis-cli", "-p", "6379", "shutdown", "nosave"], check=False, capture_output=True
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _redis_up():
+        time.sleep(0.1)
+
+
+def start_redis() -> None:
+    subprocess.run(
+        ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "-::1", "--port", "6379",
+         "--save", "", "--appendonly", "no", "--dir", "/var/lib/redis",
+         "--logfile", "/var/log/redis/ci.log"],
+        check=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not _redis_up():
+        time.sleep(0.1)
+    assert _redis_up(), "Redis did not come back"
+
+
+def _redis_up() -> bool:
+    out = subprocess.run(["redis-cli", "-p", "6379", "ping"], capture_output=True, text=True)
+    return out.stdout.strip() == "PONG"
