@@ -6,7 +6,7 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
@@ -118,7 +118,7 @@ class Verdict:
 
 
 def verify(
-    receiver, fleet: Fleet, committed_ids: set[str], rolled_back: set[str] = frozenset()
+    receiver, fleet: Fleet, committed_ids: set[str], rolled_back: Collection[str] = ()
 ) -> Verdict:
     """Every committed (event, webhook) pair reached the receiver at least once, with a
     valid signature; nothing rolled back was seen."""
