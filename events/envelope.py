@@ -11,6 +11,8 @@ from typing import Any
 
 from ulid import ULID
 
+from events.jsonsafe import UnsafeJSON, check_json
+
 EVENT_ID_PREFIX = "evt_"
 
 
@@ -36,8 +38,11 @@ def _utcnow() -> datetime:
 def _json_copy(value: Any, *, what: str) -> Any:
     """A deep copy through JSON, which both validates and detaches the caller's object."""
     try:
+        check_json(value)
         return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
+    except UnsafeJSON as exc:
+        raise InvalidEvent(f"{what}: {exc}") from None
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidEvent(f"{what} must be JSON-serialisable: {exc}") from None
 
 
@@ -64,6 +69,12 @@ class Event:
             raise InvalidEvent("timestamp must be a timezone-aware datetime")
         if not all(isinstance(k, str) and isinstance(v, str) for k, v in self.metadata.items()):
             raise InvalidEvent("metadata must map strings to strings")
+        for name in ("id", "type", "tenant_id", "instance_id", "actor_id", "source"):
+            try:
+                check_json(getattr(self, name))
+            except UnsafeJSON as exc:
+                raise InvalidEvent(f"{name}: {exc}") from None
+        _json_copy(dict(self.metadata), what="metadata")
         # Frozen dataclass: object.__setattr__ is the sanctioned way to normalise in __post_init__.
         object.__setattr__(self, "payload", _json_copy(dict(self.payload), what="payload"))
         object.__setattr__(self, "metadata", dict(self.metadata))

@@ -30,7 +30,9 @@ class WebhookCreateInput(serializers.Serializer[Any]):
         child=serializers.CharField(max_length=100), required=False, default=list, max_length=100
     )
     headers = serializers.DictField(
-        child=serializers.CharField(max_length=1000, allow_blank=True), required=False, default=dict
+        child=serializers.CharField(max_length=1000, allow_blank=True, trim_whitespace=False),
+        required=False,
+        default=dict,
     )
     active = serializers.BooleanField(required=False, default=True)
 
@@ -42,7 +44,8 @@ class WebhookUpdateInput(serializers.Serializer[Any]):
         child=serializers.CharField(max_length=100), required=False, max_length=100
     )
     headers = serializers.DictField(
-        child=serializers.CharField(max_length=1000, allow_blank=True), required=False
+        child=serializers.CharField(max_length=1000, allow_blank=True, trim_whitespace=False),
+        required=False,
     )
     active = serializers.BooleanField(required=False)
 

@@ -1,7 +1,13 @@
-from django.urls import path
+from django.urls import path, re_path
 from rest_framework.routers import SimpleRouter
 
-from webhooks.api.views import DeliveryViewSet, EventTypeListView, EventViewSet, WebhookViewSet
+from webhooks.api.views import (
+    DeliveryViewSet,
+    EventTypeListView,
+    EventViewSet,
+    NotFoundView,
+    WebhookViewSet,
+)
 
 router = SimpleRouter()
 router.register("webhooks", WebhookViewSet, basename="webhook")
@@ -11,4 +17,6 @@ router.register("deliveries", DeliveryViewSet, basename="delivery")
 urlpatterns = [
     path("event-types/", EventTypeListView.as_view(), name="event-types"),
     *router.urls,
+    # Anything else under the API (an ID of the wrong shape, say) is a JSON 404, after auth.
+    re_path(r"^[\s\S]*\Z", NotFoundView.as_view()),
 ]

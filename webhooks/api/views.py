@@ -12,6 +12,7 @@ from drf_spectacular.utils import (
 )
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -79,7 +80,7 @@ class WebhookViewSet(
 ):
     queryset = Webhook.objects.none()  # the real one is per tenant: get_queryset
     serializer_class = s.WebhookOutput
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = "[A-Za-z0-9_]+"
 
     def get_queryset(self) -> QuerySet[Webhook]:
         return selectors.webhooks_for_tenant(tenant=tenant_of(self.request))
@@ -170,7 +171,7 @@ class EventViewSet(
     pagination_class = EventCursorPagination
     serializer_class = s.EventOutput
     filterset_class = EventFilter
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = "[A-Za-z0-9_]+"
 
     def get_queryset(self) -> QuerySet[EventRecord]:
         return selectors.events_for_tenant(tenant=tenant_of(self.request))
@@ -226,7 +227,7 @@ class DeliveryViewSet(
     queryset = Delivery.objects.none()
     serializer_class = s.DeliveryOutput
     filterset_class = DeliveryFilter
-    lookup_value_regex = "[^/]+"
+    lookup_value_regex = "[A-Za-z0-9_]+"
 
     def get_queryset(self) -> QuerySet[Delivery]:
         tenant = tenant_of(self.request)
@@ -272,3 +273,11 @@ def _valid(serializer_class: type[Any], data: Any) -> dict[str, Any]:
 
 def _event_output(event_id: str) -> dict[str, Any]:
     return dict(s.EventOutput(EventRecord.objects.get(pk=event_id)).data)
+
+
+@extend_schema(exclude=True)
+class NotFoundView(APIView):
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        raise NotFound()
+
+    post = put = patch = delete = get
