@@ -114,6 +114,10 @@ def hostile_urls(address: ipaddress.IPv4Address) -> list[str]:
     ]
 
 
+def addresses_in(network: ipaddress.IPv4Network) -> st.SearchStrategy[ipaddress.IPv4Address]:
+    return st.integers(0, network.num_addresses - 1).map(lambda i: network[i])
+
+
 private_ipv4 = st.sampled_from(
     [
         "10.0.0.0/8",
@@ -123,11 +127,7 @@ private_ipv4 = st.sampled_from(
         "169.254.0.0/16",
         "100.64.0.0/10",
     ]
-).flatmap(
-    lambda net: st.integers(0, ipaddress.ip_network(net).num_addresses - 1).map(
-        lambda i, net=net: ipaddress.ip_network(net)[i]
-    )
-)
+).flatmap(lambda net: addresses_in(ipaddress.IPv4Network(net)))
 
 
 @FUZZ
