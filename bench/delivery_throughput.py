@@ -12,44 +12,24 @@ it measures the ceiling: the same number of POSTs from bare `requests.Session` l
 """
 
 import argparse
-import json
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import django_test_database, percentile  # noqa: E402
-
-
-def temp_path() -> str:
-    fd, path = tempfile.mkstemp(suffix=".jsonl")
-    os.close(fd)
-    return path
-
-
-def start_receiver(out: str) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "fast_receiver.py"), "--out", out],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    return proc, int(line.split()[1])
-
-
-def stop_receiver(proc: subprocess.Popen[str], out: str) -> list[dict]:
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(60)
-    with open(out) as f:
-        return [json.loads(line) for line in f]
+from bench.harness import (  # noqa: E402
+    django_test_database,
+    percentile,
+    start_receiver,
+    start_workers,
+    stop_receiver,
+    temp_path,
+)
 
 
 def ceiling_worker(args: tuple[int, int, int, bytes]) -> None:
@@ -75,20 +55,6 @@ def measure_ceiling(total: int, webhooks: int, body: bytes) -> float:
     received = stop_receiver(proc, out)
     assert len(received) == total, f"ceiling receiver saw {len(received)} of {total}"
     return total / elapsed
-
-
-def start_workers(
-    processes: int, threads: int, env: dict[str, str]
-) -> list[subprocess.Popen[bytes]]:
-    command = [
-        sys.executable, "-m", "celery", "-A", "ctrlplane", "worker", "--pool", "threads",
-        "--concurrency", str(threads), "--loglevel", "WARNING",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-    ]  # fmt: skip
-    return [
-        subprocess.Popen([*command, "--hostname", f"bench{i}@%h"], cwd=ROOT, env=env)
-        for i in range(processes)
-    ]
 
 
 def main() -> None:

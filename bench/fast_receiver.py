@@ -2,6 +2,7 @@
 
     python bench/fast_receiver.py --port 0 --out received.jsonl
 
+`--mode hang` never answers and `--mode error` answers 500, for isolation runs.
 Prints `listening <port>` once ready. On SIGTERM it writes one JSON line per request
 (path, webhook headers, body, arrival time) to --out and exits. Verification happens
 afterwards, so the receiver costs the same for the pipeline and for the bare ceiling.
@@ -17,8 +18,14 @@ import time
 Record = tuple[str, dict[str, str], bytes, float]
 
 
+RESPONSES = {
+    "ok": b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+    "error": b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n",
+}
+
+
 async def handle(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log: list[Record]
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, log: list[Record], mode: str
 ) -> None:
     try:
         while True:
@@ -33,17 +40,19 @@ async def handle(
             body = await reader.readexactly(int(headers.get("content-length", "0")))
             kept = {k: v for k, v in headers.items() if k.startswith("webhook-")}
             log.append((path, kept, body, time.time()))
-            writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            if mode == "hang":  # never answer: the sender must time out
+                await asyncio.sleep(3600)
+            writer.write(RESPONSES[mode])
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
         pass
     finally:
         writer.close()
 
 
-async def main(port: int, out: str) -> None:
+async def main(port: int, out: str, mode: str) -> None:
     log: list[Record] = []
     server = await asyncio.start_server(
-        lambda r, w: handle(r, w, log), "127.0.0.1", port, backlog=1024
+        lambda r, w: handle(r, w, log, mode), "127.0.0.1", port, backlog=1024
     )
     print(f"listening {server.sockets[0].getsockname()[1]}", flush=True)
     stop = asyncio.Event()
@@ -64,6 +73,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--mode", choices=["ok", "hang", "error"], default="ok")
     args = parser.parse_args()
-    asyncio.run(main(args.port, args.out))
+    asyncio.run(main(args.port, args.out, args.mode))
     sys.exit(0)

@@ -1,10 +1,18 @@
 """Shared set-up for benchmarks: Django on a throwaway test database, and timing helpers."""
 
+import json
 import os
+import signal
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
@@ -43,3 +51,46 @@ def summary_us(samples: list[float]) -> str:
     p50, p95 = percentile(samples, 50) * 1e6, percentile(samples, 95) * 1e6
     mean = statistics.fmean(samples) * 1e6
     return f"{mean:9.1f} | {p50:9.1f} | {p95:9.1f}"
+
+
+def temp_path() -> str:
+    fd, path = tempfile.mkstemp(suffix=".jsonl")
+    os.close(fd)
+    return path
+
+
+def start_receiver(out: str, *extra: str) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "fast_receiver.py"), "--out", out, *extra],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    return proc, int(line.split()[1])
+
+
+def stop_receiver(proc: subprocess.Popen[str], out: str) -> list[dict]:
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(60)
+    with open(out) as f:
+        return [json.loads(line) for line in f]
+
+
+def start_workers(
+    processes: int, threads: int, env: dict[str, str]
+) -> list[subprocess.Popen[bytes]]:
+    command = [
+        sys.executable, "-m", "celery", "-A", "ctrlplane", "worker", "--pool", "threads",
+        "--concurrency", str(threads), "--loglevel", "WARNING",
+        "--without-gossip", "--without-mingle", "--without-heartbeat",
+    ]  # fmt: skip
+    return [
+        subprocess.Popen(
+            [*command, "--hostname", f"bench{i}@%h"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
+        for i in range(processes)
+    ]

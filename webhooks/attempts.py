@@ -5,7 +5,7 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 
 from django.db import transaction
@@ -122,6 +122,20 @@ def deliveries_claim(*, ids: Sequence[str], now: datetime | None = None) -> list
     live = [d for d in deliveries if d.webhook.active]
     secrets = _live_secrets({d.webhook_id for d in live}, moment)
     return [SendJob(delivery=d, secrets=secrets.get(d.webhook_id, ())) for d in live]
+
+
+def deliveries_release(*, ids: Sequence[str], delay: float) -> int:
+    """Give claimed deliveries back unsent: the attempt is not counted, and the sweeper
+    dispatches them again after `delay` seconds."""
+    now = timezone.now()
+    return Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING).update(
+        status=DeliveryStatus.PENDING,
+        attempts=F("attempts") - 1,
+        lease_expires_at=None,
+        next_attempt_at=now + timedelta(seconds=delay),
+        dispatched_at=None,
+        updated=now,
+    )
 
 
 def _live_secrets(webhook_ids: set[str], now: datetime) -> dict[str, tuple[str, ...]]:

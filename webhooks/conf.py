@@ -139,3 +139,15 @@ def engine_max_held() -> int:
     """WEBHOOKS_ENGINE_MAX_HELD: deliveries one worker process claims at most before it
     stops taking new batches (default 2000)."""
     return int(str(_get("WEBHOOKS_ENGINE_MAX_HELD", 2000)))
+
+
+def lane_max_queued() -> int:
+    """WEBHOOKS_LANE_MAX_QUEUED: deliveries one webhook may have waiting in a worker
+    process beyond those in flight (default 100); more are given back to the database."""
+    return int(str(_get("WEBHOOKS_LANE_MAX_QUEUED", 100)))
+
+
+def lane_overflow_delay() -> float:
+    """WEBHOOKS_LANE_OVERFLOW_DELAY: seconds before a delivery given back from a full lane
+    is dispatched again (default 10)."""
+    return float(str(_get("WEBHOOKS_LANE_OVERFLOW_DELAY", 10)))

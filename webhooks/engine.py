@@ -32,6 +32,7 @@ from webhooks.attempts import (
     SendOutcome,
     deliveries_claim,
     deliveries_record_results,
+    deliveries_release,
     job_send,
 )
 from webhooks.models import Delivery, DeliveryStatus
@@ -83,9 +84,22 @@ class DeliveryEngine:
         with self._lock:
             # Read per job, so a settings change applies without restarting the engine.
             if self._active[job.webhook_id] >= conf.max_in_flight_per_endpoint():
-                self._lanes[job.webhook_id].append(job)
-                return
-            self._active[job.webhook_id] += 1
+                lane = self._lanes[job.webhook_id]
+                if len(lane) < conf.lane_max_queued():
+                    lane.append(job)
+                    return
+                overflow = True
+            else:
+                self._active[job.webhook_id] += 1
+                overflow = False
+        if overflow:
+            # A slow or dead endpoint's lane is full: give the delivery back to the
+            # database for later rather than let that endpoint hoard this process.
+            try:
+                deliveries_release(ids=[job.delivery.pk], delay=conf.lane_overflow_delay())
+            finally:
+                self._forget([job.delivery.pk])
+            return
         self._executor.submit(self._run_lane, job)
 
     def _run_lane(self, job: SendJob | None) -> None:

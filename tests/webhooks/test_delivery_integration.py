@@ -249,3 +249,25 @@ def test_a_dead_endpoint_does_not_delay_a_healthy_one(
     assert len(receiver.requests_to("/ok")) == 6
     # The dead endpoint got at most its lane's worth of concurrent requests.
     assert len(receiver.requests_to("/dead")) <= 2
+
+
+def test_a_full_lane_gives_deliveries_back_unsent(celery_worker, receiver, tenant, settings):
+    settings.WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT = 1
+    settings.WEBHOOKS_LANE_MAX_QUEUED = 2
+    settings.WEBHOOKS_LANE_OVERFLOW_DELAY = 600
+    settings.WEBHOOKS_TIMEOUT = 3
+    dead = webhook_create(tenant=tenant, url=receiver.route("/dead", hang(2)))
+
+    for _ in range(6):
+        events.publish("health.failed", tenant=tenant)
+
+    # One in flight, two waiting, the other three handed back for later.
+    wait_until(
+        lambda: (
+            Delivery.objects.filter(webhook=dead, status=DeliveryStatus.PENDING, attempts=0).count()
+            == 3
+        )
+    )
+    given_back = Delivery.objects.filter(webhook=dead, status=DeliveryStatus.PENDING)
+    assert all(d.dispatched_at is None for d in given_back)
+    assert not Attempt.objects.filter(delivery__in=given_back).exists()
