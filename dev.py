@@ -71,7 +71,9 @@ def run() -> int:
     manage("collectstatic", "--noinput", "-v0")
     print("Starting web (http://127.0.0.1:8000), worker and beat. Ctrl-C stops all three.")
     honcho = [str(BIN / "honcho"), "start", "-f", str(ROOT / "Procfile")]
-    return subprocess.call(honcho, cwd=ROOT, env=run_env())
+    os.chdir(ROOT)
+    # Become honcho, so signals (Ctrl-C, a supervisor's SIGTERM) reach it and its children.
+    os.execve(honcho[0], honcho, run_env())  # noqa: S606
 
 
 def test(args: list[str]) -> int:

@@ -94,3 +94,20 @@ def start_workers(
         )
         for i in range(processes)
     ]
+
+
+def stop_workers(workers: list[subprocess.Popen[bytes]], grace: float = 45) -> None:
+    """Warm shutdown; a worker still running after `grace` dumps its threads (Celery's
+    SIGUSR1 handler) to stderr, for diagnosis, and is killed."""
+    for w in workers:
+        w.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for w in workers:
+        try:
+            w.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.send_signal(signal.SIGUSR1)
+            time.sleep(2)
+            w.kill()
+            w.wait(10)
+            print(f"worker {w.pid} did not stop within {grace}s; killed", file=sys.stderr)

@@ -2,6 +2,7 @@
 starts web, worker and beat on the embedded defaults, and a published event reaches
 `manage.py webhook_receiver`, verified."""
 
+import contextlib
 import json
 import os
 import signal
@@ -50,13 +51,15 @@ class Output:
 
 
 def stop(process: subprocess.Popen[str]) -> None:
+    """Ctrl-C, as a terminal sends it, to the whole process group; then make sure no
+    straggler (honcho's per-process helpers can linger) outlives the test."""
     if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
+        os.killpg(process.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(10)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(10)
 
 
 def test_run_starts_web_worker_and_beat_and_delivers_to_the_receiver(tmp_path):
@@ -109,6 +112,7 @@ def test_run_starts_web_worker_and_beat_and_delivers_to_the_receiver(tmp_path):
         receiver = subprocess.Popen(
             [*manage, "webhook_receiver", "--port", str(receiver_port), "--secret", secret],
             cwd=ROOT, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
         )  # fmt: skip
         received = Output(receiver)
         received.wait_for("Listening on", timeout=60)
@@ -131,3 +135,5 @@ def test_run_starts_web_worker_and_beat_and_delivers_to_the_receiver(tmp_path):
         if receiver is not None:
             stop(receiver)
         stop(service)
+    assert service.returncode is not None
+    assert subprocess.run(["pgrep", "-g", str(service.pid)], capture_output=True).stdout == b""
