@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -66,7 +67,9 @@ def main() -> None:
     parser.add_argument("--worker-processes", type=int, default=2)
     parser.add_argument("--worker-threads", type=int, default=16)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--publishers", type=int, default=4, help="publishing threads")
     args = parser.parse_args()
+    args.events -= args.events % args.publishers  # an equal share per publisher
     total = args.events * args.webhooks
 
     os.environ["WEBHOOKS_ALLOWED_NETWORKS"] = "loopback"
@@ -98,8 +101,23 @@ def main() -> None:
             time.sleep(3)  # let workers connect before the clock starts
             data = {"version": "1.2.3", "replicas": 3, "region": "eu-west-1"}
             started = time.time()
-            for _ in range(args.events):
-                events.publish("deploy.succeeded", tenant=tenant, data=data)
+
+            def publish(count: int) -> None:
+                from django.db import connection
+
+                for _ in range(count):
+                    events.publish("deploy.succeeded", tenant=tenant, data=data)
+                connection.close()
+
+            # Several callers publish at once, as a control plane's many processes would.
+            share = args.events // args.publishers
+            threads = [
+                threading.Thread(target=publish, args=(share,)) for _ in range(args.publishers)
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
             publish_done = time.time()
             deadline = time.monotonic() + args.timeout
             while Delivery.objects.filter(status=DeliveryStatus.SUCCEEDED).count() < total:
