@@ -53,7 +53,37 @@ def service_rows(events: int) -> list[str]:
             lambda: events_api.publish("deploy.started", tenant=tenant, data=data), events
         )
         vendor = connection.vendor
-    return [f"| `events.publish` on {vendor}, no subscribers that write | {summary_us(samples)} |"]
+        rows = [
+            f"| `events.publish` on {vendor}, no webhooks, own transaction | {summary_us(samples)} |"
+        ]
+
+        from django.db import transaction
+
+        from webhooks.services import webhook_create
+
+        for i in range(10):
+            webhook_create(tenant=tenant, url=f"https://h{i}.example.com/")
+        inside: list[float] = []
+        whole: list[float] = []
+        for _ in range(events):
+            t0 = time.perf_counter()
+            with transaction.atomic():  # the caller's transaction
+                t1 = time.perf_counter()
+                events_api.publish("deploy.started", tenant=tenant, data=data)
+                inside.append(time.perf_counter() - t1)
+            whole.append(time.perf_counter() - t0)  # + COMMIT and the broker hand-off
+        rows.append(
+            f"| `events.publish` inside the caller's transaction, 10 matching webhooks "
+            f"(event row, webhook query, 10 delivery rows) | {summary_us(inside)} |"
+        )
+        rows.append(
+            f"| the same, plus the caller's COMMIT and the on-commit broker hand-off "
+            f"| {summary_us(whole)} |"
+        )
+        from ctrlplane.celery import app
+
+        app.control.purge()
+    return rows
 
 
 def main() -> None:
