@@ -53,9 +53,8 @@ def service_rows(events: int) -> list[str]:
             lambda: events_api.publish("deploy.started", tenant=tenant, data=data), events
         )
         vendor = connection.vendor
-        rows = [
-            f"| `events.publish` on {vendor}, no webhooks, own transaction | {summary_us(samples)} |"
-        ]
+        label = f"`events.publish` on {vendor}, no webhooks, own transaction"
+        rows = [f"| {label} | {summary_us(samples)} |"]
 
         from django.db import transaction
 
