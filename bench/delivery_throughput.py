@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import (  # noqa: E402
+    beat,
     django_test_database,
     percentile,
     start_receiver,
@@ -97,6 +98,8 @@ def main() -> None:
 
         env = {**os.environ, "DATABASE_URL": test_database_url()}
         workers = start_workers(args.worker_processes, args.worker_threads, env)
+        sweeper = beat()
+        sweeper.__enter__()
         try:
             time.sleep(3)  # let workers connect before the clock starts
             data = {"version": "1.2.3", "replicas": 3, "region": "eu-west-1"}
@@ -126,6 +129,7 @@ def main() -> None:
                 time.sleep(0.25)
             finished = time.time()
         finally:
+            sweeper.__exit__(None, None, None)
             for w in workers:
                 w.send_signal(signal.SIGTERM)
             for w in workers:

@@ -111,3 +111,30 @@ def stop_workers(workers: list[subprocess.Popen[bytes]], grace: float = 45) -> N
             w.kill()
             w.wait(10)
             print(f"worker {w.pid} did not stop within {grace}s; killed", file=sys.stderr)
+
+
+@contextmanager
+def beat(interval: float = 5.0) -> Iterator[None]:
+    """Run the sweeper on a thread, as Celery beat would in the running service."""
+    import threading
+
+    from django.db import connection
+
+    from webhooks.sweeper import deliveries_sweep
+
+    stop = threading.Event()
+
+    def loop() -> None:
+        try:
+            while not stop.wait(interval):
+                deliveries_sweep()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(30)

@@ -24,6 +24,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
+    beat,
     django_test_database,
     percentile,
     start_receiver,
@@ -86,11 +87,14 @@ def scenario(name: str, *, rate: float, seconds: float, bad: bool, threads: int)
             webhook_create(tenant=tenant, url=f"http://127.0.0.1:{port}/{label}")
         env = {**os.environ, "DATABASE_URL": test_database_url()}
         workers = start_workers(2, 16, env)
+        sweeper = beat()
+        sweeper.__enter__()
         try:
             time.sleep(3)
             count, achieved = publish_at(rate, seconds, tenant, threads=threads)
             time.sleep(3)  # let the tail arrive
         finally:
+            sweeper.__exit__(None, None, None)
             stop_workers(workers)
         received = stop_receiver(receivers["healthy"][0], outs["healthy"])
         for label in outs:

@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.harness import (
+    beat,
     django_test_database,
     start_receiver,
     start_workers,
@@ -57,6 +58,8 @@ def main() -> None:
         for i in range(args.webhooks):
             webhook_create(tenant=tenant, url=f"http://127.0.0.1:{port}/wh/{i}")
         [worker] = start_workers(1, 16, {**os.environ, "DATABASE_URL": test_database_url()})
+        sweeper = beat()
+        sweeper.__enter__()
         try:
             time.sleep(3)
 
@@ -85,6 +88,7 @@ def main() -> None:
             final = rss_mb(worker.pid)
             elapsed = time.time() - started
         finally:
+            sweeper.__exit__(None, None, None)
             stop_workers([worker])
         stop_receiver(receiver, out)
     print(f"# worker_memory: {n} deliveries by one worker process; {time.strftime('%Y-%m-%d')}\n")

@@ -142,8 +142,9 @@ def engine_max_held() -> int:
 
 
 def lane_max_queued() -> int:
-    """WEBHOOKS_LANE_MAX_QUEUED: deliveries one webhook may have waiting in a worker
-    process beyond those in flight (default 100); more are given back to the database."""
+    """WEBHOOKS_LANE_MAX_QUEUED: deliveries a stalled webhook (no request finished for a
+    second) may have waiting in a worker process (default 100); more are given back to
+    the database. A webhook that keeps answering may queue more."""
     return int(str(_get("WEBHOOKS_LANE_MAX_QUEUED", 100)))
 
 

@@ -51,6 +51,7 @@ class DeliveryEngine:
         self._lock = threading.Lock()
         self._lanes: dict[str, deque[SendJob]] = defaultdict(deque)
         self._active: dict[str, int] = defaultdict(int)
+        self._progress: dict[str, float] = {}  # webhook -> when its lane last finished a send
         self._held: set[str] = set()
         self._idle = threading.Condition(self._lock)
         self._room = threading.Semaphore(max_held)
@@ -82,10 +83,14 @@ class DeliveryEngine:
 
     def _enqueue(self, job: SendJob) -> None:
         with self._lock:
+            self._progress.setdefault(job.webhook_id, time.monotonic())
             # Read per job, so a settings change applies without restarting the engine.
             if self._active[job.webhook_id] >= conf.max_in_flight_per_endpoint():
                 lane = self._lanes[job.webhook_id]
-                if len(lane) < conf.lane_max_queued():
+                # Only a stalled lane overflows: a fast endpoint may queue a burst (bounded
+                # by WEBHOOKS_ENGINE_MAX_HELD), a stuck one may not hoard the process.
+                stalled = time.monotonic() - self._progress.get(job.webhook_id, 0.0) > 1.0
+                if len(lane) < conf.lane_max_queued() or not stalled:
                     lane.append(job)
                     return
                 overflow = True
@@ -112,6 +117,7 @@ class DeliveryEngine:
                 logger.exception("sending delivery %s failed", job.delivery.pk)
                 self._forget([job.delivery.pk])
             with self._lock:
+                self._progress[job.webhook_id] = time.monotonic()
                 lane = self._lanes[job.webhook_id]
                 if lane:
                     job = lane.popleft()

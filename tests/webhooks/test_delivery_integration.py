@@ -1,10 +1,12 @@
 """End to end: events.publish → fan-out → broker → real Celery worker → real HTTP receiver."""
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 import events
@@ -256,18 +258,19 @@ def test_a_full_lane_gives_deliveries_back_unsent(celery_worker, receiver, tenan
     settings.WEBHOOKS_LANE_MAX_QUEUED = 2
     settings.WEBHOOKS_LANE_OVERFLOW_DELAY = 600
     settings.WEBHOOKS_TIMEOUT = 3
-    dead = webhook_create(tenant=tenant, url=receiver.route("/dead", hang(2)))
+    dead = webhook_create(tenant=tenant, url=receiver.route("/dead", hang(5)))
 
-    for _ in range(6):
+    for _ in range(3):
+        events.publish("health.failed", tenant=tenant)
+    receiver.wait_for("/dead", 1)
+    time.sleep(1.5)  # nothing finished for over a second: the lane is stalled
+    for _ in range(3):
         events.publish("health.failed", tenant=tenant)
 
-    # One in flight, two waiting, the other three handed back for later.
-    wait_until(
-        lambda: (
-            Delivery.objects.filter(webhook=dead, status=DeliveryStatus.PENDING, attempts=0).count()
-            == 3
-        )
+    # One in flight, two waiting, the three that came while it was stalled handed back.
+    given_back = Delivery.objects.filter(
+        webhook=dead, status=DeliveryStatus.PENDING, attempts=0, dispatched_at__isnull=True
     )
-    given_back = Delivery.objects.filter(webhook=dead, status=DeliveryStatus.PENDING)
-    assert all(d.dispatched_at is None for d in given_back)
+    wait_until(lambda: given_back.count() == 3)
+    assert all(d.next_attempt_at > timezone.now() for d in given_back)  # later, by the sweeper
     assert not Attempt.objects.filter(delivery__in=given_back).exists()
