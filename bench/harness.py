@@ -116,25 +116,7 @@ def stop_workers(workers: list[subprocess.Popen[bytes]], grace: float = 45) -> N
 @contextmanager
 def beat(interval: float = 5.0) -> Iterator[None]:
     """Run the sweeper on a thread, as Celery beat would in the running service."""
-    import threading
+    from tests.reliability.harness import sweeping
 
-    from django.db import connection
-
-    from webhooks.sweeper import deliveries_sweep
-
-    stop = threading.Event()
-
-    def loop() -> None:
-        try:
-            while not stop.wait(interval):
-                deliveries_sweep()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
+    with sweeping(interval):
         yield
-    finally:
-        stop.set()
-        thread.join(30)
