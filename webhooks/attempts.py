@@ -319,12 +319,27 @@ def _attempt_row(outcome: SendOutcome) -> Attempt:
     )
 
 
+# last_success_at is refreshed at most this often: every recorder in every process writes
+# here, and a hot row updated on every batch is where their transactions would collide.
+SUCCESS_STAMP_RESOLUTION = timedelta(seconds=30)
+
+
 def _update_webhooks(succeeded: set[str], failed: set[str], now: datetime) -> None:
-    if succeeded:
-        Webhook.objects.filter(pk__in=succeeded).update(failing_since=None, last_success_at=now)
+    """Webhook failure-window state. Rows are written only when their state changes, one
+    at a time in ID order, so concurrent recorders cannot deadlock on them."""
+    stale = now - SUCCESS_STAMP_RESOLUTION
+    to_reset = Webhook.objects.filter(pk__in=succeeded).filter(
+        Q(failing_since__isnull=False)
+        | Q(last_success_at__isnull=True)
+        | Q(last_success_at__lt=stale)
+    )
+    for pk in sorted(to_reset.values_list("pk", flat=True)):
+        Webhook.objects.filter(pk=pk).update(failing_since=None, last_success_at=now)
     if not failed:
         return
-    Webhook.objects.filter(pk__in=failed, failing_since__isnull=True).update(failing_since=now)
+    to_start = Webhook.objects.filter(pk__in=failed, failing_since__isnull=True)
+    for pk in sorted(to_start.values_list("pk", flat=True)):
+        Webhook.objects.filter(pk=pk, failing_since__isnull=True).update(failing_since=now)
     cutoff = now - conf.disable_after()
     for webhook in Webhook.objects.filter(pk__in=failed, active=True, failing_since__lte=cutoff):
         webhook_disable(

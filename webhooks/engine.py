@@ -23,7 +23,7 @@ from collections import defaultdict, deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from django.db import close_old_connections, connection
+from django.db import OperationalError, close_old_connections, connection
 from django.utils import timezone
 
 from webhooks import conf
@@ -133,11 +133,7 @@ class DeliveryEngine:
             batch = self._take_batch()
             if batch:
                 try:
-                    deliveries_record_results(outcomes=batch)
-                except Exception:
-                    logger.exception(
-                        "recording %d results failed; the sweeper will retry them", len(batch)
-                    )
+                    self._record(batch)
                 finally:
                     self._forget([o.job.delivery.pk for o in batch])
             if time.monotonic() - last_renewal >= renew_every:
@@ -145,6 +141,23 @@ class DeliveryEngine:
                 last_renewal = time.monotonic()
             if self._stopping.is_set() and not batch and self.held() == 0:
                 connection.close()
+                return
+
+    def _record(self, batch: list[SendOutcome], tries: int = 3) -> None:
+        failed = "recording %d results failed; the sweeper will retry them"
+        for attempt in range(1, tries + 1):
+            try:
+                deliveries_record_results(outcomes=batch)
+                return
+            except OperationalError:
+                # A deadlock or serialisation failure rolled the whole batch back: again.
+                if attempt == tries:
+                    logger.exception(failed, len(batch))
+                    return
+                close_old_connections()
+                time.sleep(0.05 * attempt)
+            except Exception:
+                logger.exception(failed, len(batch))
                 return
 
     def _take_batch(self) -> list[SendOutcome]:
