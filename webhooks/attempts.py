@@ -21,11 +21,9 @@ from webhooks.models import (
     Delivery,
     DeliveryStatus,
     Webhook,
-    WebhookSecret,
 )
 from webhooks.retry_policy import RetryPolicy
-from webhooks.secret_store import decrypt_secret
-from webhooks.services import WEBHOOK_DISABLED, webhook_disable
+from webhooks.services import WEBHOOK_DISABLED, webhook_disable, webhooks_secrets_live
 from webhooks.transport import (
     DeliveryResult,
     OutgoingRequest,
@@ -120,7 +118,7 @@ def deliveries_claim(*, ids: Sequence[str], now: datetime | None = None) -> list
             delivery, status=DeliveryStatus.CANCELLED, last_error="The webhook is disabled."
         )
     live = [d for d in deliveries if d.webhook.active]
-    secrets = _live_secrets({d.webhook_id for d in live}, moment)
+    secrets = webhooks_secrets_live(webhook_ids={d.webhook_id for d in live}, now=moment)
     return [SendJob(delivery=d, secrets=secrets.get(d.webhook_id, ())) for d in live]
 
 
@@ -136,19 +134,6 @@ def deliveries_release(*, ids: Sequence[str], delay: float) -> int:
         dispatched_at=None,
         updated=now,
     )
-
-
-def _live_secrets(webhook_ids: set[str], now: datetime) -> dict[str, tuple[str, ...]]:
-    rows = (
-        WebhookSecret.objects.filter(webhook_id__in=webhook_ids)
-        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-        .order_by("webhook_id", "-created", "-id")
-        .values_list("webhook_id", "ciphertext")
-    )
-    found: dict[str, list[str]] = defaultdict(list)
-    for webhook_id, ciphertext in rows:
-        found[webhook_id].append(decrypt_secret(ciphertext))
-    return {k: tuple(v) for k, v in found.items()}
 
 
 # -- sending -------------------------------------------------------------------------------

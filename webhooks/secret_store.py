@@ -21,8 +21,15 @@ def encrypt_secret(secret: str) -> str:
 
 
 def decrypt_secret(ciphertext: str) -> str:
+    return _decrypt(tuple(conf.encryption_keys()), ciphertext)
+
+
+# Every claimed batch needs its webhooks' secrets; decrypting is the costly part, so
+# results are kept per (keys, ciphertext). A key change misses the cache by construction.
+@lru_cache(maxsize=4096)
+def _decrypt(keys: tuple[bytes, ...], ciphertext: str) -> str:
     try:
-        return _current().decrypt(ciphertext.encode()).decode()
+        return _fernet(keys).decrypt(ciphertext.encode()).decode()
     except InvalidToken:
         # Never include the ciphertext: the message ends up in logs and attempt records.
         raise ValueError(

@@ -1,6 +1,8 @@
 """Webhook registration: create, update, enable/disable, and signing-secret rotation."""
 
 import logging
+from collections import defaultdict
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -133,11 +135,24 @@ def webhook_secret_rotate(*, webhook: Webhook, grace_period: timedelta | None = 
 
 def webhook_secrets_live(*, webhook: Webhook, now: datetime | None = None) -> list[str]:
     """Secrets that sign right now, newest first."""
+    return list(webhooks_secrets_live(webhook_ids={webhook.pk}, now=now).get(webhook.pk, ()))
+
+
+def webhooks_secrets_live(
+    *, webhook_ids: Collection[str], now: datetime | None = None
+) -> dict[str, tuple[str, ...]]:
+    """Live secrets of many webhooks in one query, newest first for each."""
     moment = now or timezone.now()
-    rows = WebhookSecret.objects.filter(webhook=webhook).filter(
-        Q(expires_at__isnull=True) | Q(expires_at__gt=moment)
+    rows = (
+        WebhookSecret.objects.filter(webhook_id__in=webhook_ids)
+        .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=moment))
+        .order_by("webhook_id", "-created", "-id")
+        .values_list("webhook_id", "ciphertext")
     )
-    return [decrypt_secret(row.ciphertext) for row in rows.order_by("-created", "-id")]
+    found: dict[str, list[str]] = defaultdict(list)
+    for webhook_id, ciphertext in rows:
+        found[webhook_id].append(decrypt_secret(ciphertext))
+    return {k: tuple(v) for k, v in found.items()}
 
 
 def webhook_secret_current(*, webhook: Webhook) -> str:
