@@ -30,7 +30,7 @@ from webhooks.transport import (
     build_request,
     event_body,
     send_request,
-    shared_session,
+    shared_transport,
 )
 from webhooks.validation import network_policy
 
@@ -144,7 +144,7 @@ def job_send(job: SendJob) -> SendOutcome:
     started = timezone.now()
     request = job_request(job, now=started)
     result = send_request(
-        shared_session(network_policy()),
+        shared_transport(network_policy()),
         request,
         timeout=conf.request_timeout(),
         connect_timeout=conf.connect_timeout(),
@@ -261,20 +261,7 @@ def deliveries_record_results(*, outcomes: Sequence[SendOutcome]) -> list[Attemp
                         soon[round(delay.total_seconds(), 1)].append(delivery.pk)
             changed.append(delivery)
             results.append(_outcome(outcome, delivery.status))
-        Delivery.objects.bulk_update(
-            changed,
-            [
-                "status",
-                "next_attempt_at",
-                "dispatched_at",
-                "lease_expires_at",
-                "next_trigger",
-                "last_status_code",
-                "last_error",
-                "delivered_at",
-                "updated",
-            ],
-        )
+        _deliveries_write(changed, now=now)
         _update_webhooks(succeeded_hooks, failed_hooks - succeeded_hooks, now)
         for webhook in gone.values():
             webhook_disable(webhook=webhook, reason="The endpoint answered 410 Gone.")
@@ -285,6 +272,34 @@ def deliveries_record_results(*, outcomes: Sequence[SendOutcome]) -> list[Attemp
     for outcome, recorded in zip(outcomes, results, strict=True):
         _observe(outcome, recorded.status)
     return results
+
+
+def _deliveries_write(changed: Sequence[Delivery], *, now: datetime) -> None:
+    """One UPDATE per distinct new state: a batch of successes is a single statement.
+    (bulk_update's CASE per row costs more CPU than the rest of recording together.)"""
+    groups: dict[tuple[object, ...], list[str]] = defaultdict(list)
+    for d in changed:
+        key = (
+            d.status,
+            d.next_attempt_at,
+            d.dispatched_at,
+            d.last_status_code,
+            d.last_error,
+            d.delivered_at,
+        )
+        groups[key].append(d.pk)
+    for (status, next_at, dispatched_at, code, error, delivered_at), ids in groups.items():
+        Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING).update(
+            status=status,
+            next_attempt_at=next_at,
+            dispatched_at=dispatched_at,
+            lease_expires_at=None,
+            next_trigger=AttemptTrigger.SCHEDULED,
+            last_status_code=code,
+            last_error=error,
+            delivered_at=delivered_at,
+            updated=now,
+        )
 
 
 def _attempt_row(outcome: SendOutcome) -> Attempt:

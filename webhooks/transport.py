@@ -15,13 +15,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.cookiejar import DefaultCookiePolicy
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
+import certifi
+import urllib3
 from tenacity import retry, retry_if_exception, stop_after_attempt
+from urllib3.exceptions import ProtocolError
 
 from webhooks.signing import signature_header
 from webhooks.targets import BlockedTarget, NetworkPolicy, ResolutionFailed, resolve_target
@@ -118,65 +118,64 @@ def build_request(
     return OutgoingRequest(url=url, body=body, headers=headers)
 
 
-class PinnedAddressAdapter(HTTPAdapter):
-    """Connects to the address `resolve_target` checked, keeping Host, SNI and cert checks
-    on the original name."""
+class Transport:
+    """Keep-alive connection pools, one per (scheme, checked address, port, host name).
 
-    def __init__(self, policy: NetworkPolicy, **kwargs: Any) -> None:
+    Each send resolves the host, refuses it unless every address is allowed, and connects
+    to the checked address; Host, SNI and the certificate check use the original name, so
+    a DNS answer that changes between check and connect (rebinding) gets nowhere. urllib3
+    directly, not requests: it costs a quarter of the CPU per request on the hot path.
+    """
+
+    def __init__(
+        self, policy: NetworkPolicy, *, pool_size: int = 64, ca_certs: str | None = None
+    ) -> None:
         self.policy = policy
-        super().__init__(**kwargs)
-
-    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        parts = urlsplit(request.url or "")
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        address = resolve_target(host, port, self.policy)
-        pinned = f"[{address}]" if ":" in address else address
-        request.headers["Host"] = parts.netloc.rsplit("@", 1)[-1]
-        request.url = urlunsplit(parts._replace(netloc=f"{pinned}:{port}"))
-        request.ctrlplane_server_name = host  # type: ignore[attr-defined]
-        return super().send(request, **kwargs)
-
-    def build_connection_pool_key_attributes(  # type: ignore[override]
-        self, request: requests.PreparedRequest, verify: bool | str, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(
-            request, verify, cert
+        self._pools = urllib3.PoolManager(
+            num_pools=256,
+            maxsize=pool_size,
+            block=False,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=ca_certs or certifi.where(),
+            retries=False,
         )
-        extra: dict[str, Any] = dict(pool_kwargs)
-        server_name = getattr(request, "ctrlplane_server_name", None)
-        if server_name and host_params.get("scheme") == "https":
-            extra["server_hostname"] = server_name
-            extra["assert_hostname"] = server_name
-        return dict(host_params), extra
+
+    def open(
+        self, request: OutgoingRequest, *, timeout: float, connect_timeout: float
+    ) -> urllib3.BaseHTTPResponse:
+        parts = urlsplit(request.url)
+        scheme = parts.scheme
+        host = parts.hostname or ""
+        port = parts.port or (443 if scheme == "https" else 80)
+        address = resolve_target(host, port, self.policy)
+        pool_kwargs = (
+            {"server_hostname": host, "assert_hostname": host} if scheme == "https" else {}
+        )
+        pool = self._pools.connection_from_host(address, port, scheme, pool_kwargs=pool_kwargs)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        headers = {**request.headers, "host": parts.netloc.rsplit("@", 1)[-1]}
+        return _post(pool, target, request.body, headers, timeout, connect_timeout)
+
+    def clear(self) -> None:
+        self._pools.clear()
 
 
-def new_session(policy: NetworkPolicy, *, pool_size: int = 64) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # no proxies or .netrc credentials from the environment
-    session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))  # never store cookies
-    adapter = PinnedAddressAdapter(policy, pool_connections=pool_size, pool_maxsize=pool_size)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
+_transports: dict[NetworkPolicy, Transport] = {}
+_transports_lock = threading.Lock()
 
 
-_sessions: dict[NetworkPolicy, requests.Session] = {}
-_sessions_lock = threading.Lock()
-
-
-def shared_session(policy: NetworkPolicy) -> requests.Session:
-    """One pooled session per worker process (and policy), so connections are kept alive."""
-    session = _sessions.get(policy)
-    if session is None:
-        with _sessions_lock:
-            session = _sessions.setdefault(policy, new_session(policy))
-    return session
+def shared_transport(policy: NetworkPolicy) -> Transport:
+    """One set of pools per worker process (and policy), so connections are kept alive."""
+    transport = _transports.get(policy)
+    if transport is None:
+        with _transports_lock:
+            transport = _transports.setdefault(policy, Transport(policy))
+    return transport
 
 
 def _is_connection_reset(exc: BaseException) -> bool:
     """A pooled keep-alive connection the server already closed: safe to try once more."""
-    if not isinstance(exc, requests.ConnectionError) or isinstance(exc, requests.ConnectTimeout):
+    if not isinstance(exc, ProtocolError | ConnectionError) or isinstance(exc, TimeoutError):
         return False
     text = repr(exc)
     return "RemoteDisconnected" in text or "Connection reset" in text or "BrokenPipe" in text
@@ -184,31 +183,51 @@ def _is_connection_reset(exc: BaseException) -> bool:
 
 @retry(retry=retry_if_exception(_is_connection_reset), stop=stop_after_attempt(2), reraise=True)
 def _post(
-    session: requests.Session, request: OutgoingRequest, timeout: tuple[float, float]
-) -> requests.Response:
-    return session.post(
-        request.url,
-        data=request.body,
-        headers=dict(request.headers),
-        timeout=timeout,
-        allow_redirects=False,
-        stream=True,
+    pool: urllib3.HTTPConnectionPool,
+    target: str,
+    body: bytes,
+    headers: dict[str, str],
+    timeout: float,
+    connect_timeout: float,
+) -> urllib3.BaseHTTPResponse:
+    return pool.urlopen(
+        "POST",
+        target,
+        body=body,
+        headers=headers,
+        retries=False,
+        redirect=False,
+        assert_same_host=False,
+        timeout=urllib3.Timeout(connect=connect_timeout, read=timeout),
+        preload_content=False,
     )
 
 
-def _read_limited(response: requests.Response, limit: int, deadline: float) -> bytes:
+def _read_limited(response: urllib3.BaseHTTPResponse, limit: int, deadline: float) -> bytes:
+    """Up to `limit` bytes of the body. A body read to its end leaves the connection
+    reusable; one cut short closes it, so no unread rest spoils the next request."""
     chunks: list[bytes] = []
     size = 0
-    for chunk in response.iter_content(chunk_size=4096):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size >= limit or time.monotonic() > deadline:
-            break
+    complete = False
+    try:
+        while True:
+            chunk = response.read(4096)
+            if not chunk:
+                complete = True
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+            if size >= limit or time.monotonic() > deadline:
+                break
+    finally:
+        if not complete:
+            response.close()
+        response.release_conn()
     return b"".join(chunks)[:limit]
 
 
 def send_request(
-    session: requests.Session,
+    transport: Transport,
     request: OutgoingRequest,
     *,
     timeout: float,
@@ -227,27 +246,18 @@ def send_request(
         )
 
     try:
-        response = _post(session, request, (connect_timeout, timeout))
+        response = transport.open(request, timeout=timeout, connect_timeout=connect_timeout)
     except BlockedTarget as exc:
         return failure("blocked_target", str(exc))
     except ResolutionFailed as exc:
         return failure("dns", str(exc))
-    except requests.exceptions.SSLError as exc:
-        return failure("tls", _short(exc))
-    except requests.Timeout as exc:
-        return failure("timeout", _short(exc))
-    except requests.ConnectionError as exc:
-        return failure(_classify_connection_error(exc), _short(exc))
-    except requests.RequestException as exc:
-        return failure("connection", _short(exc))
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        return failure(_classify(exc), _short(exc))
     try:
-        with response:
-            body = _read_limited(response, body_limit, deadline)
-    except requests.RequestException as exc:
-        return failure(
-            "timeout" if isinstance(exc, requests.Timeout) else "connection", _short(exc)
-        )
-    status = response.status_code
+        body = _read_limited(response, body_limit, deadline)
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        return failure(_classify(exc), _short(exc))
+    status = response.status
     return DeliveryResult(
         status_code=status,
         duration_ms=elapsed_ms(),
@@ -258,7 +268,14 @@ def send_request(
     )
 
 
-def _classify_connection_error(exc: requests.ConnectionError) -> str:
+def _classify(exc: BaseException) -> str:
+    """The error kind of a failed request: tls, timeout, dns or connection."""
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return "tls"
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return "timeout" if "timed out" in str(exc) else "connection"
+    if isinstance(exc, urllib3.exceptions.TimeoutError):
+        return "timeout"
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, socket.gaierror):

@@ -2,16 +2,20 @@
 
 import json
 import socket
+import ssl
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-import requests
+import trustme
+from pytest_httpserver import HTTPServer
 from standardwebhooks.webhooks import Webhook as StandardWebhook
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
 
 from tests.receiver import hang, status
 from webhooks.signing import generate_secret
 from webhooks.targets import NetworkPolicy
-from webhooks.transport import build_request, event_body, new_session, send_request
+from webhooks.transport import Transport, build_request, event_body, send_request
 
 LOOPBACK = NetworkPolicy.from_names(["loopback"])
 SECRET = generate_secret()
@@ -40,7 +44,7 @@ def outgoing(url: str, **overrides):
 
 def send(request, **overrides):
     options = {"timeout": 2.0, "connect_timeout": 1.0, "body_limit": 20_000}
-    return send_request(new_session(LOOPBACK), request, **{**options, **overrides})
+    return send_request(Transport(LOOPBACK), request, **{**options, **overrides})
 
 
 def test_body_is_compact_utf8_json_in_the_documented_shape():
@@ -119,7 +123,7 @@ def test_an_unresolvable_name_is_a_dns_error():
 def test_a_blocked_target_is_never_contacted(receiver):
     url = receiver.route("/x", status(204))
     result = send_request(
-        new_session(NetworkPolicy()), outgoing(url), timeout=2, connect_timeout=1, body_limit=100
+        Transport(NetworkPolicy()), outgoing(url), timeout=2, connect_timeout=1, body_limit=100
     )
     assert result.error_kind == "blocked_target"
     assert "loopback" in result.error_message
@@ -134,10 +138,10 @@ def test_a_name_is_connected_through_the_checked_address_with_its_host_header(re
 
 
 def test_cookies_set_by_one_receiver_are_never_sent_anywhere(receiver):
-    session = new_session(LOOPBACK)
+    transport = Transport(LOOPBACK)
     url = receiver.route("/c", status(204, {"Set-Cookie": "sid=abc; Path=/"}))
     for _ in range(2):
-        send_request(session, outgoing(url), timeout=2, connect_timeout=1, body_limit=100)
+        send_request(transport, outgoing(url), timeout=2, connect_timeout=1, body_limit=100)
     assert "cookie" not in receiver.received[1].headers
 
 
@@ -180,10 +184,11 @@ def test_a_connection_reset_is_retried_once_within_the_attempt():
 @pytest.mark.parametrize(
     ("exc", "expected"),
     [
-        (requests.ConnectionError("('Connection aborted.', RemoteDisconnected('x'))"), True),
-        (requests.ConnectionError("Connection reset by peer"), True),
-        (requests.ConnectTimeout("timed out"), False),
-        (requests.ConnectionError("Connection refused"), False),
+        (ProtocolError("Connection aborted.", ConnectionError("RemoteDisconnected('x')")), True),
+        (ProtocolError("Connection aborted.", ConnectionResetError(104, "Connection reset")), True),
+        (ConnectionResetError(104, "Connection reset by peer"), True),
+        (ConnectTimeoutError("timed out"), False),
+        (NewConnectionError(None, "Connection refused"), False),  # type: ignore[arg-type]
         (ValueError("Connection reset"), False),
     ],
 )
@@ -191,3 +196,97 @@ def test_only_resets_count_as_retryable(exc, expected):
     from webhooks.transport import _is_connection_reset
 
     assert _is_connection_reset(exc) is expected
+
+
+@pytest.fixture(scope="module")
+def tls_ca():
+    return trustme.CA()
+
+
+def tls_server(ca, name: str) -> HTTPServer:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert(name).configure_cert(context)
+    server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
+    server.expect_request("/tls").respond_with_data("", status=204)
+    server.start()
+    return server
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_original_name(tls_ca, tmp_path):
+    server = tls_server(tls_ca, "localhost")
+    bundle = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(bundle))
+    try:
+        transport = Transport(LOOPBACK, ca_certs=str(bundle))
+        url = f"https://localhost:{server.port}/tls"
+        result = send_request(
+            transport, outgoing(url), timeout=2, connect_timeout=1, body_limit=100
+        )
+        [(request, _)] = server.log
+    finally:
+        server.stop()
+    assert (result.ok, result.status_code) == (True, 204)
+    assert request.headers["Host"] == f"localhost:{server.port}"
+
+
+def test_a_certificate_for_another_name_is_a_tls_error(tls_ca, tmp_path):
+    server = tls_server(tls_ca, "other.example")
+    bundle = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(bundle))
+    try:
+        transport = Transport(LOOPBACK, ca_certs=str(bundle))
+        url = f"https://localhost:{server.port}/tls"
+        result = send_request(
+            transport, outgoing(url), timeout=2, connect_timeout=1, body_limit=100
+        )
+    finally:
+        server.stop()
+    assert (result.status_code, result.error_kind) == (None, "tls")
+    assert server.log == []
+
+
+def test_an_untrusted_certificate_is_a_tls_error(tls_ca):
+    server = tls_server(tls_ca, "localhost")
+    try:
+        url = f"https://localhost:{server.port}/tls"
+        result = send(outgoing(url))
+    finally:
+        server.stop()
+    assert (result.status_code, result.error_kind) == (None, "tls")
+
+
+class CountingHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    connections = 0
+
+    def setup(self) -> None:
+        type(self).connections += 1
+        super().setup()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(204)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_requests_to_one_endpoint_reuse_one_kept_alive_connection():
+    import threading
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CountingHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        transport = Transport(LOOPBACK)
+        url = f"http://127.0.0.1:{server.server_port}/k"
+        results = [
+            send_request(transport, outgoing(url), timeout=2, connect_timeout=1, body_limit=100)
+            for _ in range(5)
+        ]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [r.status_code for r in results] == [204] * 5
+    assert CountingHandler.connections == 1
