@@ -1,5 +1,6 @@
 """Attempts: claim due deliveries, send them, and record the results in bulk."""
 
+import asyncio
 import logging
 import random
 from collections import defaultdict
@@ -27,10 +28,9 @@ from webhooks.services import WEBHOOK_DISABLED, webhook_disable, webhooks_secret
 from webhooks.transport import (
     DeliveryResult,
     OutgoingRequest,
+    Transport,
     build_request,
     event_body,
-    send_request,
-    shared_transport,
 )
 from webhooks.validation import network_policy
 
@@ -139,18 +139,26 @@ def deliveries_release(*, ids: Sequence[str], delay: float) -> int:
 # -- sending -------------------------------------------------------------------------------
 
 
-def job_send(job: SendJob) -> SendOutcome:
+async def job_send(job: SendJob, transport: Transport) -> SendOutcome:
     """Sign and POST one claimed delivery. Never raises for network trouble."""
     started = timezone.now()
     request = job_request(job, now=started)
-    result = send_request(
-        shared_transport(network_policy()),
+    result = await transport.send(
         request,
         timeout=conf.request_timeout(),
         connect_timeout=conf.connect_timeout(),
         body_limit=conf.response_body_limit(),
     )
     return SendOutcome(job=job, request=request, result=result, started_at=started)
+
+
+async def job_send_once(job: SendJob) -> SendOutcome:
+    """`job_send` on a transport of its own, for the synchronous path."""
+    transport = Transport(network_policy())
+    try:
+        return await job_send(job, transport)
+    finally:
+        await transport.close()
 
 
 def job_request(job: SendJob, *, now: datetime) -> OutgoingRequest:
@@ -187,7 +195,7 @@ def delivery_attempt(*, delivery_id: str, now: datetime | None = None) -> Attemp
         if current == DeliveryStatus.CANCELLED:
             return AttemptOutcome(delivery_id=delivery_id, status=current)
         return None
-    [outcome] = deliveries_record_results(outcomes=[job_send(jobs[0])])
+    [outcome] = deliveries_record_results(outcomes=[asyncio.run(job_send_once(jobs[0]))])
     return outcome
 
 

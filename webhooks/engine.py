@@ -1,27 +1,31 @@
 """The per-process delivery engine that Celery tasks hand claimed work to.
 
 A Celery task claims a batch of deliveries and returns; the engine sends them on its own
-thread pool and records the results in bulk. This keeps the per-delivery cost low (one
-broker message per batch, a handful of SQL statements per hundreds of deliveries) while
-keeping endpoints apart:
+event loop and records the results in bulk. This keeps the per-delivery cost low (one
+broker message per batch, a handful of SQL statements per hundreds of deliveries, one
+thread for every request in flight) while keeping endpoints apart:
 
 - Each webhook has a lane: at most WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT requests at once
   in this process; the rest wait in the lane, in order. A dead endpoint fills only its
-  own lane, never the healthy ones'.
+  own lane, never the healthy ones'. At most WEBHOOKS_ENGINE_SENDERS requests are in
+  flight in all.
 - Claimed deliveries are `sending` under a lease; the engine renews the leases of what it
   holds, so a long lane is not mistaken for a dead worker. If the process dies the
   renewals stop, the leases run out and the sweeper takes the deliveries back.
 - Submitting blocks when WEBHOOKS_ENGINE_MAX_HELD deliveries are held, which pushes back
   on the broker instead of claiming more than the process can send.
+
+Threads: Celery's task threads claim (database) and hand jobs to the loop thread, which
+only sends; the recorder thread does every other database write.
 """
 
+import asyncio
 import logging
 import queue
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from django.db import OperationalError, close_old_connections, connection
 from django.utils import timezone
@@ -36,6 +40,9 @@ from webhooks.attempts import (
     job_send,
 )
 from webhooks.models import Delivery, DeliveryStatus
+from webhooks.targets import NetworkPolicy
+from webhooks.transport import Transport
+from webhooks.validation import network_policy
 
 logger = logging.getLogger(__name__)
 
@@ -45,24 +52,31 @@ FLUSH_SIZE = 250  # results recorded in one transaction at most
 
 class DeliveryEngine:
     def __init__(self, *, senders: int, max_held: int) -> None:
-        self._executor = ThreadPoolExecutor(
-            max_workers=senders, thread_name_prefix="ctrlplane-send"
-        )
         self._lock = threading.Lock()
-        self._lanes: dict[str, deque[SendJob]] = defaultdict(deque)
-        self._active: dict[str, int] = defaultdict(int)
-        self._progress: dict[str, float] = {}  # webhook -> when its lane last finished a send
         self._held: set[str] = set()
         self._idle = threading.Condition(self._lock)
         self._room = threading.Semaphore(max_held)
         self._results: queue.SimpleQueue[SendOutcome] = queue.SimpleQueue()
+        self._overflow: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._stopping = threading.Event()
+        # Owned by the loop thread alone, so they need no lock.
+        self._lanes: dict[str, deque[SendJob]] = defaultdict(deque)
+        self._active: dict[str, int] = defaultdict(int)
+        self._progress: dict[str, float] = {}  # webhook -> when its lane last finished a send
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._transports: dict[NetworkPolicy, Transport] = {}
+        self._loop = asyncio.new_event_loop()
+        self._slots = asyncio.Semaphore(senders)
+        self._sender = threading.Thread(
+            target=self._loop.run_forever, name="ctrlplane-send", daemon=True
+        )
+        self._sender.start()
         self._recorder = threading.Thread(
             target=self._record_forever, name="ctrlplane-recorder", daemon=True
         )
         self._recorder.start()
 
-    # -- intake ------------------------------------------------------------------------
+    # -- intake (Celery task threads) ----------------------------------------------------
     def submit(self, ids: Sequence[str]) -> int:
         """Claim the due deliveries among `ids` and queue them for sending."""
         for _ in ids:
@@ -75,61 +89,73 @@ class DeliveryEngine:
         finally:
             close_old_connections()
         self._release(len(ids) - len(jobs))
-        with self._lock:
-            self._held.update(job.delivery.pk for job in jobs)
-        for job in jobs:
-            self._enqueue(job)
+        if jobs:
+            with self._lock:
+                self._held.update(job.delivery.pk for job in jobs)
+            self._loop.call_soon_threadsafe(self._enqueue_all, jobs)
         return len(jobs)
 
-    def _enqueue(self, job: SendJob) -> None:
-        with self._lock:
-            self._progress.setdefault(job.webhook_id, time.monotonic())
-            # Read per job, so a settings change applies without restarting the engine.
-            if self._active[job.webhook_id] >= conf.max_in_flight_per_endpoint():
-                lane = self._lanes[job.webhook_id]
-                # Only a stalled lane overflows: a fast endpoint may queue a burst (bounded
-                # by WEBHOOKS_ENGINE_MAX_HELD), a stuck one may not hoard the process.
-                stalled = time.monotonic() - self._progress.get(job.webhook_id, 0.0) > 1.0
-                if len(lane) < conf.lane_max_queued() or not stalled:
-                    lane.append(job)
-                    return
-                overflow = True
-            else:
-                self._active[job.webhook_id] += 1
-                overflow = False
-        if overflow:
-            # A slow or dead endpoint's lane is full: give the delivery back to the
-            # database for later rather than let that endpoint hoard this process.
-            try:
-                deliveries_release(ids=[job.delivery.pk], delay=conf.lane_overflow_delay())
-            finally:
-                self._forget([job.delivery.pk])
-            return
-        self._executor.submit(self._run_lane, job)
+    # -- sending (loop thread) -----------------------------------------------------------
+    def _enqueue_all(self, jobs: Sequence[SendJob]) -> None:
+        for job in jobs:
+            self._enqueue(job)
 
-    def _run_lane(self, job: SendJob | None) -> None:
+    def _enqueue(self, job: SendJob) -> None:
+        self._progress.setdefault(job.webhook_id, time.monotonic())
+        # Read per job, so a settings change applies without restarting the engine.
+        if self._active[job.webhook_id] >= conf.max_in_flight_per_endpoint():
+            lane = self._lanes[job.webhook_id]
+            # Only a stalled lane overflows: a fast endpoint may queue a burst (bounded by
+            # WEBHOOKS_ENGINE_MAX_HELD), a stuck one may not hoard the process.
+            stalled = time.monotonic() - self._progress[job.webhook_id] > 1.0
+            if len(lane) < conf.lane_max_queued() or not stalled:
+                lane.append(job)
+            else:
+                # Give the delivery back to the database for later (the recorder writes).
+                self._overflow.put(job.delivery.pk)
+            return
+        self._active[job.webhook_id] += 1
+        task = self._loop.create_task(self._run_lane(job))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_lane(self, job: SendJob | None) -> None:
         while job is not None:
             try:
-                self._results.put(job_send(job))
+                async with self._slots:
+                    outcome = await job_send(job, self._transport())
+                self._results.put(outcome)
             except Exception:
                 # Unexpected (not a network error): leave the row `sending`; the lease runs
                 # out and the sweeper retries it.
                 logger.exception("sending delivery %s failed", job.delivery.pk)
                 self._forget([job.delivery.pk])
-            with self._lock:
-                self._progress[job.webhook_id] = time.monotonic()
-                lane = self._lanes[job.webhook_id]
-                if lane:
-                    job = lane.popleft()
-                else:
-                    self._active[job.webhook_id] -= 1
-                    job = None
+            self._progress[job.webhook_id] = time.monotonic()
+            lane = self._lanes[job.webhook_id]
+            if lane:
+                job = lane.popleft()
+            else:
+                self._active[job.webhook_id] -= 1
+                job = None
+
+    def _transport(self) -> Transport:
+        # Per policy, read per send, so a settings change applies without a restart.
+        policy = network_policy()
+        transport = self._transports.get(policy)
+        if transport is None:
+            transport = self._transports[policy] = Transport(policy)
+        return transport
+
+    async def _close_transports(self) -> None:
+        for transport in self._transports.values():
+            await transport.close()
 
     # -- recording ---------------------------------------------------------------------
     def _record_forever(self) -> None:
         renew_every = conf.sending_lease().total_seconds() / 3
         last_renewal = time.monotonic()
         while True:
+            self._give_back_overflow()
             batch = self._take_batch()
             if batch:
                 try:
@@ -159,6 +185,24 @@ class DeliveryEngine:
             except Exception:
                 logger.exception(failed, len(batch))
                 return
+
+    def _give_back_overflow(self) -> None:
+        ids: list[str] = []
+        while True:
+            try:
+                ids.append(self._overflow.get_nowait())
+            except queue.Empty:
+                break
+        if not ids:
+            return
+        try:
+            deliveries_release(ids=ids, delay=conf.lane_overflow_delay())
+        except Exception:
+            logger.exception(
+                "giving back %d deliveries failed; their leases will run out", len(ids)
+            )
+        finally:
+            self._forget(ids)
 
     def _take_batch(self) -> list[SendOutcome]:
         try:
@@ -215,7 +259,11 @@ class DeliveryEngine:
         """Finish what is held (up to `timeout`), record it, and stop."""
         self.wait_idle(timeout)
         self._stopping.set()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        try:
+            asyncio.run_coroutine_threadsafe(self._close_transports(), self._loop).result(5)
+        except Exception:
+            logger.warning("closing connections on shutdown failed", exc_info=True)
+        self._loop.call_soon_threadsafe(self._loop.stop)
         self._recorder.join(timeout=5)
 
 

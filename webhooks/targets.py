@@ -135,24 +135,31 @@ def validate_target_url(url: str, policy: NetworkPolicy) -> None:
 
 
 def resolve_target(host: str, port: int, policy: NetworkPolicy) -> str:
-    """Resolve `host` and return the address to connect to.
-
-    Every address DNS returns must be allowed: picking an allowed one out of a mixed answer
-    would let an attacker aim at whichever the client happens to try.
-    """
+    """Resolve `host` and return the address to connect to (blocking DNS)."""
     literal = parse_ip_literal(host)
     if literal is not None:
-        candidates: list[IPAddress] = [literal]
-    else:
-        try:
-            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise ResolutionFailed(f"could not resolve {host}: {exc}") from None
-        candidates = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
-        if not candidates:
-            raise ResolutionFailed(f"{host} has no addresses")
+        return str(checked_addresses(host, [literal], policy)[0])
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ResolutionFailed(f"could not resolve {host}: {exc}") from None
+    addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
+    return str(checked_addresses(host, addresses, policy)[0])
+
+
+def checked_addresses(
+    host: str, addresses: Iterable[IPAddress], policy: NetworkPolicy
+) -> list[IPAddress]:
+    """The distinct `addresses` of `host`, in order, if the policy allows every one.
+
+    Every address must be allowed: picking an allowed one out of a mixed answer would let
+    an attacker aim at whichever the client happens to try.
+    """
+    candidates = list(dict.fromkeys(addresses))
+    if not candidates:
+        raise ResolutionFailed(f"{host} has no addresses")
     for address in candidates:
         reason = policy.refusal(address)
         if reason is not None:
             raise BlockedTarget(f"{host} resolves to {address}, {reason}")
-    return str(candidates[0])
+    return candidates
