@@ -112,9 +112,6 @@ else:
         "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 300),
     }
 CELERY_TASK_IGNORE_RESULT = True
-# Celery closes every database connection around every task unless this is set; keep them
-# (Django still retires them after DATABASE_CONN_MAX_AGE or when unusable).
-CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = env_int("CELERY_WORKER_PREFETCH_MULTIPLIER", 4)

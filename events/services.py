@@ -2,6 +2,7 @@
 
 import json
 from collections.abc import Mapping
+from contextvars import ContextVar
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -19,6 +20,9 @@ from events.models import EventRecord
 from events.runtime import get_bus
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+# The event `event_publish` is handing to the bus on this thread, recorded a moment ago in
+# the same transaction: subscribers need not query the log to know it is there.
+_being_published: ContextVar[str | None] = ContextVar("events_being_published", default=None)
 
 
 class PayloadTooLarge(ValidationError):
@@ -78,7 +82,11 @@ def event_publish(
                 if existing is None:
                     raise
                 return existing
-        get_bus().publish(event, raise_errors=True)
+        token = _being_published.set(event.id)
+        try:
+            get_bus().publish(event, raise_errors=True)
+        finally:
+            _being_published.reset(token)
         transaction.on_commit(partial(EVENTS_PUBLISHED.labels(event.type).inc))
     return event
 
@@ -156,3 +164,10 @@ def _event_for_key(*, tenant: Tenant, key: str) -> Event | None:
         .first()
     )
     return None if record is None else record.to_envelope()
+
+
+def event_recorded(event_id: str) -> bool:
+    """Whether the event log holds `event_id`, as the current transaction sees it."""
+    if _being_published.get() == event_id:
+        return True
+    return EventRecord.objects.filter(pk=event_id).exists()

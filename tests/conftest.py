@@ -29,6 +29,18 @@ def _ci_has_real_services(django_db_setup: None, django_db_blocker: pytest.Fixtu
         pytest.fail(f"CI=true but the run is not using {', '.join(missing)}", pytrace=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _engine_stopped_before_teardown(django_db_setup: None) -> object:
+    """The delivery engine's threads hold database connections; close them before the
+    test database is dropped."""
+    yield
+    from webhooks.engine import running_engine
+
+    engine = running_engine()
+    if engine is not None:
+        engine.shutdown(timeout=10)
+
+
 @pytest.fixture
 def tenant(db: None) -> Tenant:
     return tenant_create(slug="acme", name="Acme Inc.")

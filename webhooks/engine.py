@@ -15,8 +15,11 @@ thread for every request in flight) while keeping endpoints apart:
 - Submitting blocks when WEBHOOKS_ENGINE_MAX_HELD deliveries are held, which pushes back
   on the broker instead of claiming more than the process can send.
 
-Threads: Celery's task threads claim (database) and hand jobs to the loop thread, which
-only sends; the recorder thread does every other database write.
+Threads: Celery's task threads only hand IDs over and wait. The claimer thread claims
+what every waiting task brought in one statement batch (under load, hundreds of IDs per
+claim instead of one message's worth), the loop thread sends, and the recorder thread
+writes results. The engine's threads keep their database connections; Celery's task
+threads need none (Celery closes those around every task).
 """
 
 import asyncio
@@ -26,6 +29,7 @@ import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from django.db import OperationalError, close_old_connections, connection
 from django.utils import timezone
@@ -48,6 +52,17 @@ logger = logging.getLogger(__name__)
 
 FLUSH_INTERVAL = 0.05  # seconds a result may wait to be recorded with others
 FLUSH_SIZE = 250  # results recorded in one transaction at most
+CLAIM_SIZE = 500  # IDs claimed in one transaction at most
+
+
+@dataclass
+class _ClaimRequest:
+    """One task's IDs, waiting for the claimer."""
+
+    ids: Sequence[str]
+    done: threading.Event = field(default_factory=threading.Event)
+    claimed: int = 0
+    error: Exception | None = None
 
 
 class DeliveryEngine:
@@ -58,6 +73,7 @@ class DeliveryEngine:
         self._room = threading.Semaphore(max_held)
         self._results: queue.SimpleQueue[SendOutcome] = queue.SimpleQueue()
         self._overflow: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._claims: queue.SimpleQueue[_ClaimRequest | None] = queue.SimpleQueue()  # None: stop
         self._stopping = threading.Event()
         # Owned by the loop thread alone, so they need no lock.
         self._lanes: dict[str, deque[SendJob]] = defaultdict(deque)
@@ -75,25 +91,66 @@ class DeliveryEngine:
             target=self._record_forever, name="ctrlplane-recorder", daemon=True
         )
         self._recorder.start()
+        self._claimer = threading.Thread(
+            target=self._claim_forever, name="ctrlplane-claimer", daemon=True
+        )
+        self._claimer.start()
 
-    # -- intake (Celery task threads) ----------------------------------------------------
+    # -- intake (Celery task threads, then the claimer thread) ----------------------------
     def submit(self, ids: Sequence[str]) -> int:
-        """Claim the due deliveries among `ids` and queue them for sending."""
+        """Claim the due deliveries among `ids` and queue them for sending; returns how
+        many were claimed. Returns once they are claimed (not sent), so a task's message is
+        acknowledged only when its deliveries are safely `sending` under a lease."""
+        if self._stopping.is_set():
+            raise RuntimeError("the delivery engine is shut down")
         for _ in ids:
             self._room.acquire()
+        request = _ClaimRequest(ids=ids)
+        self._claims.put(request)
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        return request.claimed
+
+    def _claim_forever(self) -> None:
+        while True:
+            first = self._claims.get()
+            if first is None:
+                connection.close()
+                return
+            batch, size = [first], len(first.ids)
+            while size < CLAIM_SIZE:
+                try:
+                    request = self._claims.get_nowait()
+                except queue.Empty:
+                    break
+                if request is None:
+                    self._claims.put(None)  # stop after this batch
+                    break
+                batch.append(request)
+                size += len(request.ids)
+            self._claim(batch)
+
+    def _claim(self, batch: list[_ClaimRequest]) -> None:
+        ids = [pk for request in batch for pk in request.ids]
         try:
             jobs = deliveries_claim(ids=ids)
-        except Exception:
+        except Exception as exc:
+            close_old_connections()  # drop a broken connection; the next claim reconnects
             self._release(len(ids))
-            raise
-        finally:
-            close_old_connections()
+            for request in batch:
+                request.error = exc
+                request.done.set()
+            return
         self._release(len(ids) - len(jobs))
         if jobs:
             with self._lock:
                 self._held.update(job.delivery.pk for job in jobs)
             self._loop.call_soon_threadsafe(self._enqueue_all, jobs)
-        return len(jobs)
+        claimed = {job.delivery.pk for job in jobs}
+        for request in batch:
+            request.claimed = sum(1 for pk in set(request.ids) if pk in claimed)
+            request.done.set()
 
     # -- sending (loop thread) -----------------------------------------------------------
     def _enqueue_all(self, jobs: Sequence[SendJob]) -> None:
@@ -259,12 +316,14 @@ class DeliveryEngine:
         """Finish what is held (up to `timeout`), record it, and stop."""
         self.wait_idle(timeout)
         self._stopping.set()
+        self._claims.put(None)
         try:
             asyncio.run_coroutine_threadsafe(self._close_transports(), self._loop).result(5)
         except Exception:
             logger.warning("closing connections on shutdown failed", exc_info=True)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._recorder.join(timeout=5)
+        self._claimer.join(timeout=5)
 
 
 _engine: DeliveryEngine | None = None
