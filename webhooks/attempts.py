@@ -4,7 +4,7 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -86,9 +86,19 @@ class AttemptOutcome:
 # -- claiming ------------------------------------------------------------------------------
 
 
-def deliveries_claim(*, ids: Sequence[str], now: datetime | None = None) -> list[SendJob]:
+def deliveries_claim(
+    *,
+    ids: Sequence[str],
+    now: datetime | None = None,
+    postpone_webhooks: Collection[str] = (),
+    postpone_by: float = 0.0,
+) -> list[SendJob]:
     """Take the due deliveries among `ids` for sending: mark them `sending` under a lease,
     count the attempt, and load them with their event, webhook and live secrets.
+
+    Due deliveries of `postpone_webhooks` (endpoints whose lane is full and stalled) are
+    not taken: they are made due again `postpone_by` seconds later, uncounted, so a dead
+    endpoint's backlog costs one UPDATE instead of a claim and a give-back per delivery.
 
     Three queries for the whole batch. Rows another worker holds are skipped (SKIP LOCKED
     on PostgreSQL; SQLite serialises writers). Deliveries of disabled webhooks are
@@ -96,11 +106,20 @@ def deliveries_claim(*, ids: Sequence[str], now: datetime | None = None) -> list
     """
     moment = now or timezone.now()
     with transaction.atomic():
-        claimable = list(
+        due = list(
             Delivery.objects.select_for_update(skip_locked=True)
             .filter(pk__in=ids, status__in=DUE_STATUSES, next_attempt_at__lte=moment)
-            .values_list("id", flat=True)
+            .values_list("id", "webhook_id")
         )
+        claimable = [pk for pk, webhook_id in due if webhook_id not in postpone_webhooks]
+        if len(claimable) < len(due):
+            Delivery.objects.filter(
+                pk__in=[pk for pk, webhook_id in due if webhook_id in postpone_webhooks]
+            ).update(
+                next_attempt_at=moment + timedelta(seconds=postpone_by),
+                dispatched_at=None,
+                updated=moment,
+            )
         if not claimable:
             return []
         Delivery.objects.filter(pk__in=claimable).update(

@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 FLUSH_INTERVAL = 0.05  # seconds a result may wait to be recorded with others
 FLUSH_SIZE = 250  # results recorded in one transaction at most
 CLAIM_SIZE = 500  # IDs claimed in one transaction at most
+SHED_SECONDS = 1.0  # how long after a lane overflowed its endpoint's deliveries are not claimed
 
 
 @dataclass
@@ -79,6 +80,9 @@ class DeliveryEngine:
         self._lanes: dict[str, deque[SendJob]] = defaultdict(deque)
         self._active: dict[str, int] = defaultdict(int)
         self._progress: dict[str, float] = {}  # webhook -> when its lane last finished a send
+        # webhook -> until when the claimer postpones its deliveries instead of claiming
+        # them (written by the loop thread; the claimer reads a copy).
+        self._shedding: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._transports: dict[NetworkPolicy, Transport] = {}
         self._loop = asyncio.new_event_loop()
@@ -133,8 +137,12 @@ class DeliveryEngine:
 
     def _claim(self, batch: list[_ClaimRequest]) -> None:
         ids = [pk for request in batch for pk in request.ids]
+        now = time.monotonic()
+        shedding = {hook for hook, until in self._shedding.copy().items() if until > now}
         try:
-            jobs = deliveries_claim(ids=ids)
+            jobs = deliveries_claim(
+                ids=ids, postpone_webhooks=shedding, postpone_by=conf.lane_overflow_delay()
+            )
         except Exception as exc:
             close_old_connections()  # drop a broken connection; the next claim reconnects
             self._release(len(ids))
@@ -168,8 +176,10 @@ class DeliveryEngine:
             if len(lane) < conf.lane_max_queued() or not stalled:
                 lane.append(job)
             else:
-                # Give the delivery back to the database for later (the recorder writes).
+                # Give the delivery back to the database for later (the recorder writes),
+                # and stop claiming this endpoint's deliveries for a while.
                 self._overflow.put(job.delivery.pk)
+                self._shedding[job.webhook_id] = time.monotonic() + SHED_SECONDS
             return
         self._active[job.webhook_id] += 1
         task = self._loop.create_task(self._run_lane(job))
