@@ -118,12 +118,20 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument(
+        "--only", choices=["idle", "load", "isolation"], help="run one scenario alone"
+    )
     args = parser.parse_args()
     os.environ["WEBHOOKS_ALLOWED_NETWORKS"] = "loopback"
+    scenarios = {
+        "idle": {"rate": 10, "seconds": 10, "bad": False, "threads": 1},
+        "load": {"rate": args.rate, "seconds": args.seconds, "bad": False, "threads": 4},
+        "isolation": {"rate": args.rate, "seconds": args.seconds, "bad": True, "threads": 4},
+    }
     rows = [
-        scenario("idle", rate=10, seconds=10, bad=False, threads=1),
-        scenario("load", rate=args.rate, seconds=args.seconds, bad=False, threads=4),
-        scenario("isolation", rate=args.rate, seconds=args.seconds, bad=True, threads=4),
+        scenario(name, **options)  # type: ignore[arg-type]
+        for name, options in scenarios.items()
+        if args.only in (None, name)
     ]
     day = time.strftime("%Y-%m-%d")
     print(f"# latency: 2 worker processes x 16 threads, default settings; {day}\n")

@@ -15,7 +15,7 @@ from django.utils import timezone
 
 from ctrlplane.metrics import ATTEMPT_DURATION, DELIVERY_ATTEMPTS
 from webhooks import conf
-from webhooks.fanout import deliveries_dispatch
+from webhooks.dispatcher import deliveries_dispatch
 from webhooks.models import (
     Attempt,
     AttemptTrigger,

@@ -9,7 +9,8 @@ from django.utils import timezone
 
 from events.envelope import Event
 from events.models import EventRecord
-from webhooks.fanout import TARGET_WEBHOOK_METADATA, deliveries_dispatch, type_filter
+from webhooks.dispatcher import deliveries_dispatch
+from webhooks.fanout import TARGET_WEBHOOK_METADATA, type_filter
 from webhooks.ids import new_delivery_id
 from webhooks.models import AttemptTrigger, Delivery, DeliveryStatus, Webhook
 

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from webhooks import conf
 from webhooks.attempts import OPERATIONAL_TYPES, delivery_finish, emit_exhausted, retry_policy
-from webhooks.fanout import deliveries_dispatch
+from webhooks.dispatcher import deliveries_dispatch
 from webhooks.models import Delivery, DeliveryStatus
 from webhooks.transport import DeliveryResult
 

@@ -11,7 +11,8 @@ import events
 from tests.receiver import status, wait_until
 from tests.services import broker_down, require_postgres
 from webhooks.attempts import deliveries_claim, delivery_attempt
-from webhooks.fanout import deliveries_dispatch, deliveries_fan_out
+from webhooks.dispatcher import deliveries_dispatch, dispatch_soon, dispatches_flush
+from webhooks.fanout import deliveries_fan_out
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
 from webhooks.recovery import DeliveryNotRetryable, delivery_retry
 from webhooks.services import webhook_create, webhook_disable
@@ -25,7 +26,8 @@ def hook(tenant):
 
 def dispatches(callbacks) -> list:
     """The on-commit callbacks that hand deliveries to the broker."""
-    return [c for c in callbacks if getattr(c, "func", None) is deliveries_dispatch]
+    handover = (deliveries_dispatch, dispatch_soon)
+    return [c for c in callbacks if getattr(c, "func", None) in handover]
 
 
 def make_delivery(webhook, **fields) -> Delivery:
@@ -84,6 +86,7 @@ def test_a_broker_outage_at_publish_loses_nothing_and_the_sweeper_dispatches_lat
     webhook_create(tenant=tenant, url=receiver.route("/hook", status(204)))
     with broker_down():
         event = events.publish("deploy.started", tenant=tenant)  # does not raise
+        assert dispatches_flush(timeout=30)
     delivery = Delivery.objects.get(event_id=event.id)
     assert delivery.status == DeliveryStatus.PENDING
     assert delivery.dispatched_at is None  # marked for the sweeper
