@@ -15,6 +15,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +29,7 @@ logger = logging.getLogger(__name__)
 # sweep over several worker processes.
 DISPATCH_CHUNK = 100
 MAX_COALESCED = DISPATCH_CHUNK * 10  # IDs sent in one go at most
+LINGER_SECONDS = 0.005
 
 
 class Dispatcher:
@@ -62,9 +64,12 @@ class Dispatcher:
         while True:
             batch = [self._queue.get()]
             size = len(batch[0])
+            # Linger a moment for more: a publisher's next event usually follows within
+            # it, and each broker send costs the publishing threads the GIL for a while.
+            deadline = time.monotonic() + LINGER_SECONDS
             while size < MAX_COALESCED:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
                 size += len(batch[-1])
@@ -94,6 +99,8 @@ def deliveries_dispatch(ids: list[str], *, countdown: float | None = None) -> in
         with deliver_batch_task.app.producer_or_acquire() as producer:
             for start in range(0, len(ids), DISPATCH_CHUNK):
                 chunk = ids[start : start + DISPATCH_CHUNK]
+                # A short argsrepr: Celery's safe repr of the ID list costs more than the send.
+                options["argsrepr"] = f"<{len(chunk)} delivery IDs>"
                 deliver_batch_task.apply_async((chunk,), producer=producer, **options)
                 sent += len(chunk)
     except Exception:

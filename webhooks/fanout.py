@@ -56,35 +56,49 @@ _INSERT_COLUMNS = (
 
 
 def _deliveries_insert(event: Event, matched: list[tuple[str, int]]) -> list[str]:
-    """Insert pending deliveries with one short statement run for every row (psycopg
-    pipelines them into one round trip). Plain SQL: on the publisher's hot path, building
-    and preparing a model per row cost more than the round trip itself."""
+    """Insert pending deliveries in one round trip, in plain SQL: on the publisher's hot
+    path, building and preparing a model per row cost more than the round trip itself.
+    PostgreSQL takes the per-row values as arrays (a short statement whatever the count);
+    other databases get the row statement once per row."""
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     ids = [new_delivery_id() for _ in matched]
     pending, scheduled = DeliveryStatus.PENDING.value, AttemptTrigger.SCHEDULED.value
-    rows = [
-        (
-            pk,
-            tenant_id,
-            event.id,
-            webhook_id,
-            event.type,
-            pending,
-            0,
-            now,
-            scheduled,
-            now,
-            "",
-            now,
-            now,
-        )
-        for pk, (webhook_id, tenant_id) in zip(ids, matched, strict=True)
-    ]
     table = connection.ops.quote_name(Delivery._meta.db_table)
-    placeholders = ", ".join(["%s"] * len(rows[0]))
     with connection.cursor() as cursor:
-        cursor.executemany(
-            f"INSERT INTO {table} ({_INSERT_COLUMNS}) VALUES ({placeholders})",  # noqa: S608 - placeholders only
-            rows,
-        )
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"INSERT INTO {table} ({_INSERT_COLUMNS}) "  # noqa: S608 - placeholders only
+                "SELECT d.id, d.tenant_id, %s, d.webhook_id, %s, %s, 0, %s, %s, %s, '', %s, %s "
+                "FROM unnest(%s::varchar[], %s::bigint[], %s::varchar[]) "
+                "AS d(id, tenant_id, webhook_id)",
+                [
+                    *(event.id, event.type, pending, now, scheduled, now, now, now),
+                    ids,
+                    [tenant_id for _, tenant_id in matched],
+                    [webhook_id for webhook_id, _ in matched],
+                ],
+            )
+        else:
+            row = f"({', '.join(['%s'] * 13)})"
+            cursor.executemany(
+                f"INSERT INTO {table} ({_INSERT_COLUMNS}) VALUES {row}",  # noqa: S608 - placeholders only
+                [
+                    (
+                        pk,
+                        tenant_id,
+                        event.id,
+                        webhook_id,
+                        event.type,
+                        pending,
+                        0,
+                        now,
+                        scheduled,
+                        now,
+                        "",
+                        now,
+                        now,
+                    )
+                    for pk, (webhook_id, tenant_id) in zip(ids, matched, strict=True)
+                ],
+            )
     return ids

@@ -73,9 +73,17 @@ class Delivery(models.Model):
     """One event to one webhook, across all its attempts."""
 
     id = models.CharField(primary_key=True, max_length=40, default=new_delivery_id, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="deliveries")
-    event = models.ForeignKey(EventRecord, on_delete=models.CASCADE, related_name="deliveries")
-    webhook = models.ForeignKey(Webhook, on_delete=models.CASCADE, related_name="deliveries")
+    # No single-column FK indexes: the composite indexes below lead with each of these.
+    # Every status change rewrites every index entry, so each index costs on the hot path.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
+    event = models.ForeignKey(
+        EventRecord, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
+    webhook = models.ForeignKey(
+        Webhook, on_delete=models.CASCADE, related_name="deliveries", db_index=False
+    )
     event_type = models.CharField(max_length=100)
     status = models.CharField(
         max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING
@@ -102,8 +110,17 @@ class Delivery(models.Model):
             models.UniqueConstraint(fields=["event", "webhook"], name="delivery_event_webhook")
         ]
         indexes = [
-            models.Index(fields=["status", "next_attempt_at"], name="delivery_due"),
-            models.Index(fields=["status", "lease_expires_at"], name="delivery_lease"),
+            # Partial: finished deliveries (nearly all rows) are in neither.
+            models.Index(
+                fields=["next_attempt_at"],
+                condition=models.Q(status__in=["pending", "failed"]),
+                name="delivery_due",
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=models.Q(status="sending"),
+                name="delivery_lease",
+            ),
             models.Index(fields=["tenant", "-created", "-id"], name="delivery_tenant_created"),
             models.Index(
                 fields=["tenant", "status", "-created", "-id"], name="delivery_tenant_status"
@@ -132,7 +149,9 @@ class Attempt(models.Model):
     """One HTTP try of a delivery."""
 
     id = models.CharField(primary_key=True, max_length=40, default=new_attempt_id, editable=False)
-    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="attempt_log")
+    delivery = models.ForeignKey(  # indexed by attempt_delivery
+        Delivery, on_delete=models.CASCADE, related_name="attempt_log", db_index=False
+    )
     attempt_number = models.PositiveIntegerField()
     trigger = models.CharField(max_length=16, choices=AttemptTrigger.choices)
     started_at = models.DateTimeField()
