@@ -8,7 +8,8 @@ from functools import partial
 from typing import Any
 
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 
 from ctrlplane.metrics import EVENTS_PUBLISHED
 from ctrlplane.tenants.models import Tenant
@@ -142,19 +143,44 @@ def _build_event(
     return event
 
 
-def _record(event: Event, *, tenant: Tenant, idempotency_key: str | None) -> EventRecord:
-    return EventRecord.objects.create(
-        id=event.id,
-        tenant=tenant,
-        type=event.type,
-        instance_id=event.instance_id,
-        actor_id=event.actor_id,
-        source=event.source,
-        payload=event.payload,
-        metadata=event.metadata,
-        timestamp=event.timestamp,
-        idempotency_key=idempotency_key,
+_RECORD_COLUMNS = (
+    "id",
+    "tenant_id",
+    "type",
+    "instance_id",
+    "actor_id",
+    "source",
+    "payload",
+    "metadata",
+    "timestamp",
+    "idempotency_key",
+    "created",
+)
+
+
+def _record(event: Event, *, tenant: Tenant, idempotency_key: str | None) -> None:
+    """INSERT the event log row. Plain SQL: on the hot path of every publish, the ORM's
+    model save cost twice the round trip; the payload is already checked JSON."""
+    ops = connection.ops
+    now = ops.adapt_datetimefield_value(timezone.now())
+    values = (
+        event.id,
+        tenant.pk,
+        event.type,
+        event.instance_id,
+        event.actor_id,
+        event.source,
+        json.dumps(event.payload, separators=(",", ":")),
+        json.dumps(event.metadata, separators=(",", ":")),
+        ops.adapt_datetimefield_value(event.timestamp),
+        idempotency_key,
+        now,
     )
+    table = ops.quote_name(EventRecord._meta.db_table)
+    columns = ", ".join(_RECORD_COLUMNS)
+    placeholders = ", ".join(["%s"] * len(values))
+    with connection.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", values)  # noqa: S608 - placeholders only
 
 
 def _event_for_key(*, tenant: Tenant, key: str) -> Event | None:

@@ -1,11 +1,14 @@
 """Fan-out: turn a published event into delivery rows, and hand their IDs to the broker."""
 
+import json
 import logging
 from functools import lru_cache, partial
+from typing import Any
 
 from django.db import connection, transaction
 from django.utils import timezone
 
+from ctrlplane.tenants.models import Tenant
 from events.envelope import Event
 from events.patterns import TypeFilter
 from events.services import event_recorded
@@ -30,15 +33,11 @@ def deliveries_fan_out(event: Event) -> list[str]:
     INSERT; the IDs go to the broker only once that transaction commits, from the
     dispatcher's thread.
     """
-    webhooks = Webhook.objects.filter(tenant__slug=event.tenant_id, active=True)
     target = event.metadata.get(TARGET_WEBHOOK_METADATA)
-    if target is not None:
-        webhooks = webhooks.filter(pk=target)
-    candidates = webhooks.values_list("id", "tenant_id", "event_types")
     matched = [
         (webhook_id, tenant_id)
-        for webhook_id, tenant_id, types in candidates
-        if target is not None or type_filter(tuple(types or ())).matches(event.type)
+        for webhook_id, tenant_id, types in _webhooks_active(event.tenant_id, target)
+        if target is not None or type_filter(tuple(types)).matches(event.type)
     ]
     # A bus subscriber may also see events that were never recorded (a bare bus.publish);
     # their delivery rows would break the caller's transaction at COMMIT.
@@ -47,6 +46,30 @@ def deliveries_fan_out(event: Event) -> list[str]:
     ids = _deliveries_insert(event, matched)
     transaction.on_commit(partial(dispatch_soon, ids))
     return ids
+
+
+def _webhooks_active(tenant_slug: str, only: str | None) -> list[tuple[str, int, list[str]]]:
+    """(id, tenant_id, event_types) of the tenant's active webhooks, or of `only`.
+
+    Plain SQL: the ORM spent longer compiling this query than the database ran it."""
+    quote = connection.ops.quote_name
+    webhooks, tenants = quote(Webhook._meta.db_table), quote(Tenant._meta.db_table)
+    sql = (
+        f"SELECT w.id, w.tenant_id, w.event_types FROM {webhooks} w "  # noqa: S608 - names from models
+        f"JOIN {tenants} t ON t.id = w.tenant_id WHERE t.slug = %s AND w.active = %s"
+    )
+    params: list[Any] = [tenant_slug, True]
+    if only is not None:
+        sql += " AND w.id = %s"
+        params.append(only)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    # JSON arrives as text on every backend Django supports (it parses JSONField itself).
+    return [
+        (pk, tenant_id, (json.loads(types) if isinstance(types, str) else types) or [])
+        for pk, tenant_id, types in rows
+    ]
 
 
 _INSERT_COLUMNS = (
