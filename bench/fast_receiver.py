@@ -43,7 +43,12 @@ async def handle(
             if mode == "hang":  # never answer: the sender must time out
                 await asyncio.sleep(3600)
             writer.write(RESPONSES[mode])
-    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+    except (
+        asyncio.IncompleteReadError,
+        ConnectionError,
+        asyncio.LimitOverrunError,
+        asyncio.CancelledError,  # shutting down with connections open
+    ):
         pass
     finally:
         writer.close()

@@ -131,7 +131,7 @@ def retention_time_budget() -> float:
 
 
 def engine_senders() -> int:
-    """WEBHOOKS_ENGINE_SENDERS: threads per worker process that send requests (default 64)."""
+    """WEBHOOKS_ENGINE_SENDERS: requests in flight at once per worker process (default 64)."""
     return int(str(_get("WEBHOOKS_ENGINE_SENDERS", 64)))
 
 

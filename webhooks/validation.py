@@ -2,6 +2,7 @@
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -19,7 +20,13 @@ MAX_EVENT_TYPES = 100
 
 
 def network_policy() -> NetworkPolicy:
-    return NetworkPolicy.from_names(conf.allowed_networks())
+    return _policy_for(conf.allowed_networks())
+
+
+@lru_cache(maxsize=32)
+def _policy_for(names: tuple[str, ...]) -> NetworkPolicy:
+    # Read on every send; parsing the networks each time would show on the hot path.
+    return NetworkPolicy.from_names(names)
 
 
 def clean_url(url: Any) -> str:
