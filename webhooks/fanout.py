@@ -1,7 +1,6 @@
 """Fan-out: turn a published event into delivery rows, and hand their IDs to the broker."""
 
 import json
-import logging
 from functools import lru_cache, partial
 from typing import Any
 
@@ -16,8 +15,6 @@ from webhooks.dispatcher import dispatch_soon
 from webhooks.ids import new_delivery_id
 from webhooks.models import AttemptTrigger, Delivery, DeliveryStatus, Webhook
 
-logger = logging.getLogger(__name__)
-
 TARGET_WEBHOOK_METADATA = "webhook_id"
 
 
@@ -29,8 +26,8 @@ def type_filter(terms: tuple[str, ...]) -> TypeFilter:
 def deliveries_fan_out(event: Event) -> list[str]:
     """Bus subscriber: one pending delivery per matching active webhook of the tenant.
 
-    Runs in the publisher's transaction with one query for the webhooks and one pipelined
-    INSERT; the IDs go to the broker only once that transaction commits, from the
+    Runs in the publisher's transaction with one query for the webhooks and one INSERT
+    for all rows; the IDs go to the broker only once that transaction commits, from the
     dispatcher's thread.
     """
     target = event.metadata.get(TARGET_WEBHOOK_METADATA)
