@@ -18,6 +18,7 @@ class Received:
     body: bytes
     at: float
     answered: int | None = None  # the status the receiver sent back, once it did
+    answered_in: float | None = None  # seconds the receiver took to answer
 
 
 @dataclass
@@ -50,6 +51,7 @@ class Receiver:
         handler = self.routes.get(request.path)
         response = handler(request) if handler else Response(status=204)
         record.answered = response.status_code
+        record.answered_in = time.monotonic() - record.at
         return response
 
     def requests_to(self, path: str) -> list[Received]:

@@ -111,10 +111,19 @@ class Verdict:
     duplicates: int
     lost: list[tuple[str, str]] = field(default_factory=list)
     unexpected: int = 0
+    # Duplicates of pairs the receiver accepted only after the sender had given up (it
+    # answered past WEBHOOKS_TIMEOUT): unavoidable for any at-least-once sender.
+    late_duplicates: int = 0
 
     @property
     def duplicate_rate(self) -> float:
         return self.duplicates / self.expected if self.expected else 0.0
+
+    @property
+    def sender_duplicate_rate(self) -> float:
+        """Duplicates the sender could have avoided: those not caused by a late answer."""
+        avoidable = self.duplicates - self.late_duplicates
+        return avoidable / self.expected if self.expected else 0.0
 
 
 def verify(
@@ -139,10 +148,20 @@ def verify(
         if r.path in fleet.secrets and r.answered is not None and 200 <= r.answered < 300
     )
     duplicates = sum(n - 1 for key, n in accepted.items() if key in expected)
+    timeout = float(WORKER_ENV["WEBHOOKS_TIMEOUT"])
+    late = {
+        (r.headers["webhook-id"], r.path)
+        for r in receiver.received
+        if r.path in fleet.secrets and r.answered_in is not None and r.answered_in > timeout
+    }
+    late_duplicates = sum(
+        n - 1 for key, n in accepted.items() if key in expected and key in late and n > 1
+    )
     return Verdict(
         expected=len(expected),
         delivered=len(expected) - len(lost),
         duplicates=duplicates,
         lost=lost,
         unexpected=unexpected,
+        late_duplicates=late_duplicates,
     )
