@@ -214,50 +214,46 @@ def tls_ca():
     return trustme.CA()
 
 
-def tls_server(ca, name: str) -> HTTPServer:
+def send_over_tls(ca, certificate_name: str, trusted_ca: str | None):
+    """POST to a local HTTPS server presenting a certificate for `certificate_name`,
+    through `https://localhost`; returns the result and what the server logged."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ca.issue_cert(name).configure_cert(context)
+    ca.issue_cert(certificate_name).configure_cert(context)
     server = HTTPServer(host="127.0.0.1", port=0, ssl_context=context)
     server.expect_request("/tls").respond_with_data("", status=204)
     server.start()
-    return server
-
-
-def test_https_connects_to_the_checked_address_and_verifies_the_original_name(tls_ca, tmp_path):
-    server = tls_server(tls_ca, "localhost")
-    bundle = tmp_path / "ca.pem"
-    tls_ca.cert_pem.write_to_path(str(bundle))
     try:
         url = f"https://localhost:{server.port}/tls"
-        [result] = send_all(Transport(LOOPBACK, ca_certs=str(bundle)), [outgoing(url)])
-        [(request, _)] = server.log
+        [result] = send_all(Transport(LOOPBACK, ca_certs=trusted_ca), [outgoing(url)])
+        return result, list(server.log), server.port
     finally:
         server.stop()
+
+
+@pytest.fixture
+def ca_bundle(tls_ca, tmp_path) -> str:
+    bundle = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(bundle))
+    return str(bundle)
+
+
+def test_https_connects_to_the_checked_address_and_verifies_the_original_name(tls_ca, ca_bundle):
+    result, log, port = send_over_tls(tls_ca, "localhost", trusted_ca=ca_bundle)
     assert (result.ok, result.status_code) == (True, 204)
-    assert request.headers["Host"] == f"localhost:{server.port}"
+    [(request, _)] = log
+    assert request.headers["Host"] == f"localhost:{port}"
 
 
-def test_a_certificate_for_another_name_is_a_tls_error(tls_ca, tmp_path):
-    server = tls_server(tls_ca, "other.example")
-    bundle = tmp_path / "ca.pem"
-    tls_ca.cert_pem.write_to_path(str(bundle))
-    try:
-        url = f"https://localhost:{server.port}/tls"
-        [result] = send_all(Transport(LOOPBACK, ca_certs=str(bundle)), [outgoing(url)])
-    finally:
-        server.stop()
+def test_a_certificate_for_another_name_is_a_tls_error(tls_ca, ca_bundle):
+    result, log, _ = send_over_tls(tls_ca, "other.example", trusted_ca=ca_bundle)
     assert (result.status_code, result.error_kind) == (None, "tls")
-    assert server.log == []
+    assert log == []
 
 
 def test_an_untrusted_certificate_is_a_tls_error(tls_ca):
-    server = tls_server(tls_ca, "localhost")
-    try:
-        url = f"https://localhost:{server.port}/tls"
-        result = send(outgoing(url))
-    finally:
-        server.stop()
+    result, log, _ = send_over_tls(tls_ca, "localhost", trusted_ca=None)  # the public CAs
     assert (result.status_code, result.error_kind) == (None, "tls")
+    assert log == []
 
 
 class CountingHandler(BaseHTTPRequestHandler):
