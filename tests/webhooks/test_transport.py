@@ -143,6 +143,14 @@ def test_a_blocked_target_is_never_contacted(receiver):
     assert receiver.received == []
 
 
+def test_a_name_that_resolves_to_a_blocked_address_is_never_contacted(receiver):
+    url = receiver.route("/named", status(204)).replace("127.0.0.1", "localhost")
+    [result] = send_all(Transport(NetworkPolicy()), [outgoing(url)])
+    assert (result.status_code, result.error_kind) == (None, "blocked_target")
+    assert "localhost resolves to" in result.error_message
+    assert receiver.received == []
+
+
 def test_a_name_is_connected_through_the_checked_address_with_its_host_header(receiver):
     url = receiver.route("/named", status(204)).replace("127.0.0.1", "localhost")
     result = send(outgoing(url))
