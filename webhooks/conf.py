@@ -67,7 +67,7 @@ def sweep_interval() -> float:
 
 
 def sweep_batch_size() -> int:
-    """WEBHOOKS_SWEEP_BATCH_SIZE: deliveries one sweep claims at most (default 500)."""
+    """WEBHOOKS_SWEEP_BATCH_SIZE: deliveries a sweep dispatches per batch (default 500)."""
     return int(str(_get("WEBHOOKS_SWEEP_BATCH_SIZE", 500)))
 
 

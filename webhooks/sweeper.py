@@ -17,6 +17,8 @@ from webhooks.transport import DeliveryResult
 
 logger = logging.getLogger(__name__)
 
+MAX_BATCHES_PER_SWEEP = 10
+
 
 @dataclass(frozen=True)
 class SweepReport:
@@ -34,6 +36,18 @@ def deliveries_sweep(*, now: datetime | None = None) -> SweepReport:
     moment = now or timezone.now()
     recovered = _recover_stuck(moment)
     batch = conf.sweep_batch_size()
+    dispatched = 0
+    # A backlog (an outage's worth of retries, a dead endpoint's postponed deliveries)
+    # drains several batches per sweep, so it cannot hold back everything due after it.
+    for _ in range(MAX_BATCHES_PER_SWEEP):
+        sent = _dispatch_due(moment, batch)
+        dispatched += sent
+        if sent < batch:
+            break
+    return SweepReport(dispatched=dispatched, recovered=recovered)
+
+
+def _dispatch_due(moment: datetime, batch: int) -> int:
     stale = moment - conf.redispatch_after()
     with transaction.atomic():
         ids = list(
@@ -49,7 +63,7 @@ def deliveries_sweep(*, now: datetime | None = None) -> SweepReport:
         if ids:
             Delivery.objects.filter(pk__in=ids).update(dispatched_at=moment)
             transaction.on_commit(partial(deliveries_dispatch, ids))
-    return SweepReport(dispatched=len(ids), recovered=recovered)
+    return len(ids)
 
 
 def _recover_stuck(now: datetime) -> int:

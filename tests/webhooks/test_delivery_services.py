@@ -117,6 +117,18 @@ def test_the_sweeper_dispatches_due_undispatched_deliveries_once(
     assert deliveries_sweep().dispatched == 0  # now it is in flight
 
 
+def test_a_sweep_drains_a_backlog_larger_than_one_batch(
+    hook, settings, django_capture_on_commit_callbacks
+):
+    settings.WEBHOOKS_SWEEP_BATCH_SIZE = 2
+    backlog = [make_delivery(hook, dispatched_at=None) for _ in range(5)]
+    with django_capture_on_commit_callbacks() as callbacks:
+        report = deliveries_sweep()
+    assert report.dispatched == 5
+    assert len(dispatches(callbacks)) == 3  # batches of 2, 2 and 1
+    assert not Delivery.objects.filter(pk__in=[d.pk for d in backlog], dispatched_at=None)
+
+
 def test_the_sweeper_re_dispatches_a_delivery_whose_task_was_lost(hook, settings):
     settings.WEBHOOKS_REDISPATCH_AFTER = 30
     stale = make_delivery(hook, dispatched_at=timezone.now() - timedelta(seconds=31))
