@@ -1,6 +1,8 @@
 """Fan-out: turn a published event into delivery rows, and hand their IDs to the broker."""
 
 import json
+import re
+from collections.abc import Iterable
 from functools import lru_cache, partial
 from typing import Any
 
@@ -69,6 +71,17 @@ def _webhooks_active(tenant_slug: str, only: str | None) -> list[tuple[str, int,
     ]
 
 
+def _array_literal(values: Iterable[str]) -> str:
+    """A PostgreSQL array literal of IDs we generated ([A-Za-z0-9_], nothing to escape);
+    passing one string is far cheaper than having the driver adapt a list."""
+    items = list(values)
+    if not all(_ID.fullmatch(item) for item in items):
+        raise ValueError("only plain IDs can be written as an array literal")
+    return "{" + ",".join(items) + "}"
+
+
+_ID = re.compile(r"[A-Za-z0-9_]+")
+
 _INSERT_COLUMNS = (
     "id, tenant_id, event_id, webhook_id, event_type, status, attempts, next_attempt_at, "
     "next_trigger, dispatched_at, last_error, created, updated"
@@ -93,9 +106,9 @@ def _deliveries_insert(event: Event, matched: list[tuple[str, int]]) -> list[str
                 "AS d(id, tenant_id, webhook_id)",
                 [
                     *(event.id, event.type, pending, now, scheduled, now, now, now),
-                    ids,
-                    [tenant_id for _, tenant_id in matched],
-                    [webhook_id for webhook_id, _ in matched],
+                    _array_literal(ids),
+                    _array_literal(str(tenant_id) for _, tenant_id in matched),
+                    _array_literal(webhook_id for webhook_id, _ in matched),
                 ],
             )
         else:

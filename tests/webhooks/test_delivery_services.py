@@ -298,3 +298,12 @@ def test_failures_inside_the_window_only_start_it_and_a_success_resets_it(receiv
     hook.refresh_from_db()
     assert hook.failing_since is None
     assert hook.last_success_at is not None
+
+
+@pytest.mark.parametrize("value", ["a,b", "a}", '"a"', "", "a b", "ü"])
+def test_only_plain_ids_become_array_literals(value):
+    from webhooks.fanout import _array_literal
+
+    assert _array_literal(["dlv_01ABC", "42"]) == "{dlv_01ABC,42}"
+    with pytest.raises(ValueError, match="plain IDs"):
+        _array_literal(["dlv_01ABC", value])
