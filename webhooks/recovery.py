@@ -5,6 +5,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from events.envelope import Event
@@ -27,14 +28,12 @@ def delivery_retry(*, delivery: Delivery, trigger: str = AttemptTrigger.MANUAL) 
         raise DeliveryNotRetryable("The webhook is disabled; enable it first.")
     now = timezone.now()
     with transaction.atomic():
-        Delivery.objects.filter(pk=delivery.pk).exclude(status=DeliveryStatus.SENDING).update(
-            status=DeliveryStatus.PENDING,
-            next_attempt_at=now,
-            next_trigger=trigger,
-            dispatched_at=now,
-            updated=now,
+        _requeue(
+            Delivery.objects.filter(pk=delivery.pk).exclude(status=DeliveryStatus.SENDING),
+            [delivery.pk],
+            trigger=trigger,
+            now=now,
         )
-        transaction.on_commit(partial(deliveries_dispatch, [delivery.pk]))
     delivery.refresh_from_db()
     return delivery
 
@@ -114,15 +113,10 @@ def webhook_recover(*, webhook: Webhook, since: datetime, until: datetime | None
                 "id", flat=True
             )
         )
-        Delivery.objects.filter(pk__in=reset).update(
-            status=DeliveryStatus.PENDING,
-            next_attempt_at=now,
-            next_trigger=AttemptTrigger.RECOVER,
-            dispatched_at=now,
-            updated=now,
-        )
         ids = [row.id for row in new_rows] + reset
-        transaction.on_commit(partial(deliveries_dispatch, ids))
+        _requeue(
+            Delivery.objects.filter(pk__in=reset), ids, trigger=AttemptTrigger.RECOVER, now=now
+        )
     return len(ids)
 
 
@@ -156,14 +150,22 @@ def deliveries_retry_matching(
             )
             if not ids:
                 return total
-            Delivery.objects.filter(pk__in=ids).update(
-                status=DeliveryStatus.PENDING,
-                next_attempt_at=now,
-                next_trigger=AttemptTrigger.MANUAL,
-                dispatched_at=now,
-                updated=now,
+            _requeue(
+                Delivery.objects.filter(pk__in=ids), ids, trigger=AttemptTrigger.MANUAL, now=now
             )
-            transaction.on_commit(partial(deliveries_dispatch, ids))
         total += len(ids)
         if progress:
             progress(total)
+
+
+def _requeue(rows: QuerySet[Delivery], dispatch: list[str], *, trigger: str, now: datetime) -> None:
+    """Make `rows` due now under `trigger`, and hand `dispatch` to the broker once the
+    current transaction commits."""
+    rows.update(
+        status=DeliveryStatus.PENDING,
+        next_attempt_at=now,
+        next_trigger=trigger,
+        dispatched_at=now,
+        updated=now,
+    )
+    transaction.on_commit(partial(deliveries_dispatch, dispatch))
