@@ -60,6 +60,7 @@ def event_publish(
         metadata=metadata,
         timestamp=timestamp,
     )
+    payload = _payload_json(event)
     if idempotency_key is not None:
         if not idempotency_key or len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH:
             raise ValidationError(
@@ -72,11 +73,11 @@ def event_publish(
     # transaction anyway, and each savepoint costs two round trips on the hot path.
     with transaction.atomic(savepoint=False):
         if idempotency_key is None:
-            _record(event, tenant=tenant_obj, idempotency_key=None)
+            _record(event, payload, tenant=tenant_obj, idempotency_key=None)
         else:
             try:
                 with transaction.atomic():  # a savepoint, so a lost race can be recovered
-                    _record(event, tenant=tenant_obj, idempotency_key=idempotency_key)
+                    _record(event, payload, tenant=tenant_obj, idempotency_key=idempotency_key)
             except IntegrityError:
                 # Lost a race with a concurrent publish of the same key: theirs is the event.
                 existing = _event_for_key(tenant=tenant_obj, key=idempotency_key)
@@ -135,12 +136,18 @@ def _build_event(
         )
     except InvalidEvent as exc:
         raise ValidationError({"data": str(exc)}) from None
-    size = len(json.dumps(event.payload, separators=(",", ":")).encode())
+    return event
+
+
+def _payload_json(event: Event) -> str:
+    """The payload as stored, once its size is checked (encoded once, for both)."""
+    encoded = json.dumps(event.payload, separators=(",", ":"))
+    size = len(encoded.encode())
     if size > max_payload_bytes():
         raise PayloadTooLarge(
             {"data": f"Payload is {size} bytes; the limit is {max_payload_bytes()} bytes."}
         )
-    return event
+    return encoded
 
 
 _RECORD_COLUMNS = (
@@ -158,7 +165,9 @@ _RECORD_COLUMNS = (
 )
 
 
-def _record(event: Event, *, tenant: Tenant, idempotency_key: str | None) -> None:
+def _record(
+    event: Event, payload_json: str, *, tenant: Tenant, idempotency_key: str | None
+) -> None:
     """INSERT the event log row. Plain SQL: on the hot path of every publish, the ORM's
     model save cost twice the round trip; the payload is already checked JSON."""
     ops = connection.ops
@@ -170,7 +179,7 @@ def _record(event: Event, *, tenant: Tenant, idempotency_key: str | None) -> Non
         event.instance_id,
         event.actor_id,
         event.source,
-        json.dumps(event.payload, separators=(",", ":")),
+        payload_json,
         json.dumps(event.metadata, separators=(",", ":")),
         ops.adapt_datetimefield_value(event.timestamp),
         idempotency_key,

@@ -61,11 +61,6 @@ def redispatch_after() -> timedelta:
     return timedelta(seconds=float(str(_get("WEBHOOKS_REDISPATCH_AFTER", 30))))
 
 
-def sweep_interval() -> float:
-    """WEBHOOKS_SWEEP_INTERVAL: seconds between sweeper runs in beat (default 5)."""
-    return float(str(_get("WEBHOOKS_SWEEP_INTERVAL", 5)))
-
-
 def sweep_batch_size() -> int:
     """WEBHOOKS_SWEEP_BATCH_SIZE: deliveries a sweep dispatches per batch (default 500)."""
     return int(str(_get("WEBHOOKS_SWEEP_BATCH_SIZE", 500)))
