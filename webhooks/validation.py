@@ -1,6 +1,7 @@
 """Validation of webhook fields, shared by services, the API and the admin."""
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
@@ -13,7 +14,11 @@ from webhooks import conf
 from webhooks.targets import InvalidTargetURL, NetworkPolicy, validate_target_url
 from webhooks.transport import RESERVED_HEADERS
 
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+# Matched with fullmatch: `$` would also match before a final newline ("X-A\n").
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+# Control (C0, DEL, C1), format (zero-width, bidi overrides), surrogate and line/paragraph
+# separator characters: some are line breaks to some HTTP stack, none belong in a value.
+_FORBIDDEN_IN_VALUES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 MAX_CUSTOM_HEADERS = 20
 MAX_HEADER_VALUE = 1000
 MAX_EVENT_TYPES = 100
@@ -63,20 +68,33 @@ def clean_headers(value: Any) -> dict[str, str]:
     if len(value) > MAX_CUSTOM_HEADERS:
         raise ValidationError({"headers": f"At most {MAX_CUSTOM_HEADERS} custom headers."})
     cleaned: dict[str, str] = {}
+    seen: dict[str, str] = {}
     for name, header_value in value.items():
-        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+        if not _is_header_name(name):
             raise ValidationError({"headers": f"Invalid header name {str(name)[:100]!r}."})
         if name.lower() in RESERVED_HEADERS or name.lower().startswith("webhook-"):
             raise ValidationError(
                 {"headers": f"{name} is set by ctrlplane and cannot be overridden."}
             )
+        if name.lower() in seen:
+            raise ValidationError(
+                {"headers": f"{seen[name.lower()]} and {name} name the same header."}
+            )
+        seen[name.lower()] = name
         if not isinstance(header_value, str) or len(header_value) > MAX_HEADER_VALUE:
             raise ValidationError(
                 {"headers": f"{name}: a string of at most {MAX_HEADER_VALUE} characters."}
             )
-        if any(c in header_value for c in "\r\n\x00"):
+        if any(unicodedata.category(c) in _FORBIDDEN_IN_VALUES for c in header_value):
             raise ValidationError(
-                {"headers": f"The value of {name} may not contain CR, LF or NUL."}
+                {
+                    "headers": f"The value of {name} may not contain control or invisible "
+                    "characters (CR, LF, NUL, tab, DEL, zero-width, line separators)."
+                }
             )
         cleaned[name] = header_value
     return cleaned
+
+
+def _is_header_name(name: Any) -> bool:
+    return isinstance(name, str) and _HEADER_NAME.fullmatch(name) is not None

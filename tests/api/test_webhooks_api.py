@@ -87,6 +87,24 @@ def test_create_rejects_bad_input_with_field_messages(api, settings, payload, fi
     assert not Webhook.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"X-A\n": "a"}, "Invalid header name"),
+        ({"X-A": "a\x0bb"}, "control"),
+        ({"X-A": "a\x7f"}, "control"),
+        ({"X-A": "a\x85b"}, "control"),
+        ({"X-A": "a\u2028b"}, "control"),
+        ({"X-A": "a", "x-a": "b"}, "the same header"),
+    ],
+)
+def test_bad_header_names_and_values_are_a_400_with_a_field_message(api, headers, message):
+    response = api.post("/api/v1/webhooks/", {"url": URL, "headers": headers}, format="json")
+    assert response.status_code == 400, response.content
+    assert message in " ".join(response.json()["headers"])
+    assert not Webhook.objects.exists()
+
+
 def test_malformed_json_is_a_400(api):
     response = api.generic(
         "POST", "/api/v1/webhooks/", "{not json", content_type="application/json"

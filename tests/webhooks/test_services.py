@@ -46,6 +46,15 @@ def test_create_generates_a_secret_encrypted_at_rest(tenant):
         ({"headers": {"Content-Type": "text/plain"}}, "headers", "cannot be overridden"),
         ({"headers": {"X-A": 5}}, "headers", "string"),
         ({"headers": ["X-A"]}, "headers", "object"),
+        ({"headers": {"X-A\n": "x"}}, "headers", "Invalid header name"),
+        ({"headers": {"X-A": "x\x0by"}}, "headers", "control"),
+        ({"headers": {"X-A": "x\x7f"}}, "headers", "control"),
+        ({"headers": {"X-A": "x\ty"}}, "headers", "control"),
+        ({"headers": {"X-A": "x\x9by"}}, "headers", "control"),
+        ({"headers": {"X-A": "\u200bx"}}, "headers", "control"),
+        ({"headers": {"X-A": "x\u2029"}}, "headers", "control"),
+        ({"headers": {"X-A": "\ud800"}}, "headers", "control"),
+        ({"headers": {"X-A": "1", "x-A": "2"}}, "headers", "the same header"),
     ],
 )
 def test_create_refuses_bad_fields_with_field_messages(tenant, settings, fields, field, message):
@@ -148,3 +157,8 @@ def test_no_secret_reaches_the_logs(tenant, caplog):
         webhook_disable(webhook=webhook, reason="test")
     assert secret not in caplog.text
     assert secret[6:] not in caplog.text
+
+
+def test_non_ascii_printable_values_are_still_accepted(tenant):
+    webhook = webhook_create(tenant=tenant, url=URL, headers={"X-Name": "Zoë Ünal 日本"})
+    assert webhook.headers == {"X-Name": "Zoë Ünal 日本"}
