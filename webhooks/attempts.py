@@ -4,8 +4,8 @@ import asyncio
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -24,7 +24,12 @@ from webhooks.models import (
     Webhook,
 )
 from webhooks.retry_policy import RetryPolicy
-from webhooks.services import WEBHOOK_DISABLED, webhook_disable, webhooks_secrets_live
+from webhooks.services import (
+    WEBHOOK_DISABLED,
+    webhook_disable,
+    webhooks_request_headers,
+    webhooks_secrets_live,
+)
 from webhooks.transport import (
     DeliveryResult,
     OutgoingRequest,
@@ -61,6 +66,8 @@ class SendJob:
 
     delivery: Delivery
     secrets: tuple[str, ...]
+    # The webhook's custom headers with sensitive values decrypted: never in a repr.
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def webhook_id(self) -> str:
@@ -138,7 +145,11 @@ def deliveries_claim(
         )
     live = [d for d in deliveries if d.webhook.active]
     secrets = webhooks_secrets_live(webhook_ids={d.webhook_id for d in live}, now=moment)
-    return [SendJob(delivery=d, secrets=secrets.get(d.webhook_id, ())) for d in live]
+    headers = webhooks_request_headers(webhooks={d.webhook_id: d.webhook for d in live}.values())
+    return [
+        SendJob(delivery=d, secrets=secrets.get(d.webhook_id, ()), headers=headers[d.webhook_id])
+        for d in live
+    ]
 
 
 def deliveries_release(*, ids: Sequence[str], delay: float) -> int:
@@ -197,7 +208,8 @@ def job_request(job: SendJob, *, now: datetime) -> OutgoingRequest:
         msg_id=event.id,
         body=body,
         secrets=job.secrets,
-        custom_headers=webhook.headers or {},
+        custom_headers=job.headers,
+        sensitive_headers=webhook.sensitive_headers,
         now=now,
         user_agent=conf.user_agent(),
     )

@@ -2,6 +2,7 @@ from django.db import models
 
 from ctrlplane.tenants.models import Tenant
 from events.models import EventRecord
+from webhooks.header_secrets import headers_redacted
 from webhooks.ids import new_attempt_id, new_delivery_id, new_webhook_id
 
 
@@ -13,7 +14,15 @@ class Webhook(models.Model):
     event_types = models.JSONField(
         default=list, blank=True, help_text="Exact types or globs (deploy.*); empty means all."
     )
-    headers = models.JSONField(default=dict, blank=True, help_text="Extra request headers.")
+    headers = models.JSONField(
+        default=dict, blank=True, help_text="Extra request headers that are not sensitive."
+    )
+    # Sensitive headers (credentials): their names in the clear, for display; their values
+    # encrypted like signing secrets, as a JSON object {name: value}.
+    sensitive_headers = models.JSONField(
+        default=list, blank=True, help_text="Names of the headers whose values are encrypted."
+    )
+    sensitive_headers_ciphertext = models.TextField(blank=True, default="", editable=False)
     active = models.BooleanField(default=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=500, blank=True)
@@ -33,6 +42,10 @@ class Webhook(models.Model):
     @property
     def status(self) -> str:
         return "active" if self.active else "disabled"
+
+    def redacted_headers(self) -> dict[str, str]:
+        """Every custom header, sensitive values shown as `<redacted>`."""
+        return headers_redacted(self.headers or {}, self.sensitive_headers or [])
 
 
 class WebhookSecret(models.Model):

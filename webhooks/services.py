@@ -6,21 +6,35 @@ from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from ctrlplane.tenants.models import Tenant
 from webhooks import conf
+from webhooks.header_secrets import (
+    decrypt_headers,
+    encrypt_headers,
+    headers_split,
+    is_sensitive,
+)
 from webhooks.models import Delivery, DeliveryStatus, Webhook, WebhookSecret
 from webhooks.secret_store import decrypt_secret, encrypt_secret
 from webhooks.signing import generate_secret
-from webhooks.validation import clean_event_types, clean_headers, clean_url
+from webhooks.validation import (
+    clean_event_types,
+    clean_headers,
+    clean_sensitive_headers,
+    clean_url,
+)
 
 logger = logging.getLogger(__name__)
 
 WEBHOOK_DISABLED = "webhook.disabled"
-UPDATABLE_FIELDS = frozenset({"url", "description", "event_types", "headers", "active"})
+UPDATABLE_FIELDS = frozenset(
+    {"url", "description", "event_types", "headers", "sensitive_headers", "active"}
+)
 
 
 def webhook_create(
@@ -30,16 +44,19 @@ def webhook_create(
     event_types: list[str] | None = None,
     description: str = "",
     headers: dict[str, str] | None = None,
+    sensitive_headers: list[str] | None = None,
     active: bool = True,
 ) -> Webhook:
+    """Register a webhook. Headers named in `sensitive_headers`, and those sensitive by
+    name (Authorization, …: see header_secrets), are encrypted and never shown again."""
     webhook = Webhook(
         tenant=tenant,
         url=clean_url(url),
         event_types=clean_event_types(event_types or []),
         description=description,
-        headers=clean_headers(headers),
         active=active,
     )
+    _headers_set(webhook, headers=clean_headers(headers), requested=sensitive_headers)
     with transaction.atomic():
         webhook.save()
         _secret_add(webhook=webhook)
@@ -47,6 +64,9 @@ def webhook_create(
 
 
 def webhook_update(*, webhook: Webhook, **changes: Any) -> Webhook:
+    """Change the given fields. `headers` replaces all custom headers (one left out is
+    removed); a value of `<redacted>` keeps the stored value of a sensitive header.
+    `sensitive_headers` (default: the ones stored) marks more headers sensitive."""
     unknown = set(changes) - UPDATABLE_FIELDS
     if unknown:
         raise TypeError(f"cannot update {', '.join(sorted(unknown))}")
@@ -54,8 +74,17 @@ def webhook_update(*, webhook: Webhook, **changes: Any) -> Webhook:
         webhook.url = clean_url(changes["url"])
     if "event_types" in changes:
         webhook.event_types = clean_event_types(changes["event_types"])
-    if "headers" in changes:
-        webhook.headers = clean_headers(changes["headers"])
+    if "headers" in changes or "sensitive_headers" in changes:
+        if "headers" in changes:
+            headers = clean_headers(changes["headers"])
+        else:  # only the marks change: every header keeps its value
+            headers = webhook.redacted_headers()
+        _headers_set(
+            webhook,
+            headers=headers,
+            requested=changes.get("sensitive_headers"),
+            stored=decrypt_headers(webhook.sensitive_headers_ciphertext),
+        )
     if "description" in changes:
         webhook.description = changes["description"]
     with transaction.atomic():
@@ -112,6 +141,47 @@ def webhook_disable(*, webhook: Webhook, reason: str, notify: bool = True) -> bo
                 data={"webhook_id": webhook.pk, "url": webhook.url, "reason": reason},
             )
     return True
+
+
+def _headers_set(
+    webhook: Webhook,
+    *,
+    headers: dict[str, str],
+    requested: Any,
+    stored: dict[str, str] | None = None,
+) -> None:
+    """Store validated `headers`, sensitive values encrypted. `requested` names the
+    headers the caller marks sensitive; None keeps the marks the webhook has."""
+    present = {name.lower() for name in headers}
+    if requested is None:
+        chosen = [name for name in webhook.sensitive_headers if name.lower() in present]
+    else:
+        chosen = clean_sensitive_headers(requested)
+        # A name that is sensitive anyway may stay listed after its header is removed.
+        unknown = [n for n in chosen if n.lower() not in present and not is_sensitive(n)]
+        if unknown:
+            raise ValidationError(
+                {"sensitive_headers": f"{unknown[0]} is not one of the webhook's headers."}
+            )
+    split = headers_split(headers, chosen=chosen, stored=stored or {})
+    webhook.headers = split.plain
+    webhook.sensitive_headers = sorted(split.sensitive, key=str.lower)
+    webhook.sensitive_headers_ciphertext = encrypt_headers(split.sensitive)
+
+
+def webhooks_request_headers(*, webhooks: Collection[Webhook]) -> dict[str, dict[str, str]]:
+    """The custom headers to send, sensitive values decrypted, per webhook ID.
+
+    Raises ValueError if a webhook's sensitive values cannot be decrypted (a wrong
+    WEBHOOKS_ENCRYPTION_KEYS), as undecryptable signing secrets do.
+    """
+    return {
+        webhook.pk: {
+            **(webhook.headers or {}),
+            **decrypt_headers(webhook.sensitive_headers_ciphertext),
+        }
+        for webhook in webhooks
+    }
 
 
 def _secret_add(*, webhook: Webhook, secret: str | None = None) -> str:

@@ -18,7 +18,7 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,6 +29,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from yarl import URL
 
+from webhooks.header_secrets import REDACTED, is_sensitive
 from webhooks.signing import signature_header
 from webhooks.targets import (
     BlockedTarget,
@@ -58,14 +59,19 @@ RESERVED_HEADERS = frozenset(
 class OutgoingRequest:
     url: str
     body: bytes
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] = field(repr=False)
+    # Lower-cased names of the custom headers that carry credentials.
+    sensitive: frozenset[str] = frozenset()
 
     def redacted_headers(self) -> dict[str, str]:
-        """Headers safe to store: signatures replaced, so a log leaks nothing to forge with."""
-        return {
-            k: ("v1,<redacted>" if k.lower() == SIGNATURE_HEADER else v)
-            for k, v in self.headers.items()
-        }
+        """Headers safe to store: signatures and sensitive values replaced, so a log leaks
+        nothing to forge or authenticate with."""
+        return {k: self._shown(k, v) for k, v in self.headers.items()}
+
+    def _shown(self, name: str, value: str) -> str:
+        if name.lower() == SIGNATURE_HEADER:
+            return "v1,<redacted>"
+        return REDACTED if name.lower() in self.sensitive else value
 
 
 @dataclass(frozen=True)
@@ -113,9 +119,11 @@ def build_request(
     custom_headers: Mapping[str, str],
     now: datetime,
     user_agent: str,
+    sensitive_headers: Collection[str] = (),
 ) -> OutgoingRequest:
     timestamp = int(now.timestamp())
     headers = {k: v for k, v in custom_headers.items() if k.lower() not in RESERVED_HEADERS}
+    sensitive = frozenset(k.lower() for k in headers if is_sensitive(k, sensitive_headers))
     headers.update(
         {
             "content-type": "application/json",
@@ -127,7 +135,7 @@ def build_request(
             ),
         }
     )
-    return OutgoingRequest(url=url, body=body, headers=headers)
+    return OutgoingRequest(url=url, body=body, headers=headers, sensitive=sensitive)
 
 
 class PolicyResolver(AbstractResolver):

@@ -96,5 +96,19 @@ def clean_headers(value: Any) -> dict[str, str]:
     return cleaned
 
 
+def clean_sensitive_headers(value: Any) -> list[str]:
+    """Names a tenant marks sensitive beyond the default ones (see header_secrets)."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise ValidationError({"sensitive_headers": "Must be a list of header names."})
+    if len(value) > MAX_CUSTOM_HEADERS:
+        raise ValidationError({"sensitive_headers": f"At most {MAX_CUSTOM_HEADERS} names."})
+    bad = [str(name)[:100] for name in value if not _is_header_name(name)]
+    if bad:
+        raise ValidationError({"sensitive_headers": f"Invalid header name {bad[0]!r}."})
+    return list({name.lower(): name for name in value}.values())
+
+
 def _is_header_name(name: Any) -> bool:
     return isinstance(name, str) and _HEADER_NAME.fullmatch(name) is not None

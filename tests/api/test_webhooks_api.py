@@ -1,3 +1,4 @@
+import json
 from datetime import timedelta
 
 import pytest
@@ -225,3 +226,134 @@ def test_recover_validates_its_window(api, hook, payload, field):
     response = api.post(f"/api/v1/webhooks/{hook.pk}/recover/", payload, format="json")
     assert response.status_code == 400
     assert field in response.json()
+
+
+# -- sensitive headers -------------------------------------------------------------------
+
+CREDENTIALS = {
+    "Authorization": "Bearer tok-4f9a",
+    "X-Api-Token": "apitok-77c1",
+    "X-Foo": "foo-3e2b",
+}
+
+
+def create_with_credentials(api):
+    response = api.post(
+        "/api/v1/webhooks/",
+        {
+            "url": URL,
+            "headers": {**CREDENTIALS, "X-Team": "ops"},
+            "sensitive_headers": ["X-Foo"],
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def stored_values(webhook_id: str) -> dict[str, str]:
+    from webhooks.services import webhooks_request_headers
+
+    webhook = Webhook.objects.get(pk=webhook_id)
+    return webhooks_request_headers(webhooks=[webhook])[webhook.pk]
+
+
+def test_sensitive_headers_are_encrypted_and_never_shown_again(api):
+    body = create_with_credentials(api)
+    redacted = {"Authorization": "<redacted>", "X-Api-Token": "<redacted>", "X-Foo": "<redacted>"}
+    assert body["headers"] == {**redacted, "X-Team": "ops"}
+    assert body["sensitive_headers"] == ["Authorization", "X-Api-Token", "X-Foo"]
+
+    row = Webhook.objects.filter(pk=body["id"]).values().get()
+    for value in CREDENTIALS.values():
+        assert value not in json.dumps(row, default=str)
+    assert row["headers"] == {"X-Team": "ops"}
+    assert stored_values(body["id"]) == {**CREDENTIALS, "X-Team": "ops"}
+
+    listing = api.get("/api/v1/webhooks/")
+    detail = api.get(f"/api/v1/webhooks/{body['id']}/")
+    assert listing.json()["results"][0]["headers"] == {**redacted, "X-Team": "ops"}
+    assert detail.json()["headers"] == {**redacted, "X-Team": "ops"}
+    for response in (listing, detail):
+        for value in CREDENTIALS.values():
+            assert value not in response.content.decode()
+
+
+def test_patch_round_trip_keeps_replaces_and_removes_sensitive_headers(api):
+    body = create_with_credentials(api)
+    url = f"/api/v1/webhooks/{body['id']}/"
+
+    # GET → change one plain header → PATCH back: the redacted values are kept.
+    shown = api.get(url).json()
+    response = api.patch(
+        url,
+        {"headers": {**shown["headers"], "X-Team": "platform"}, "sensitive_headers": ["X-Foo"]},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["headers"]["X-Foo"] == "<redacted>"
+    assert stored_values(body["id"]) == {**CREDENTIALS, "X-Team": "platform"}
+
+    # A new value replaces the stored one; X-Foo stays sensitive without being named again.
+    response = api.patch(
+        url,
+        {"headers": {**shown["headers"], "Authorization": "Bearer new-91d0", "X-Foo": "foo-2"}},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["headers"]["Authorization"] == "<redacted>"
+    assert response.json()["headers"]["X-Foo"] == "<redacted>"
+    assert "new-91d0" not in response.content.decode()
+    assert stored_values(body["id"]) == {
+        **CREDENTIALS,
+        "Authorization": "Bearer new-91d0",
+        "X-Foo": "foo-2",
+        "X-Team": "ops",
+    }
+
+    # A header left out is removed, sensitive or not.
+    response = api.patch(url, {"headers": {"X-Api-Token": "<redacted>"}}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["headers"] == {"X-Api-Token": "<redacted>"}
+    assert response.json()["sensitive_headers"] == ["X-Api-Token"]
+    assert stored_values(body["id"]) == {"X-Api-Token": "apitok-77c1"}
+
+
+def test_patch_can_mark_an_existing_header_sensitive(api):
+    created = api.post(
+        "/api/v1/webhooks/", {"url": URL, "headers": {"X-Pass": "p-5"}}, format="json"
+    ).json()
+    assert created["headers"] == {"X-Pass": "p-5"}
+    url = f"/api/v1/webhooks/{created['id']}/"
+    response = api.patch(url, {"sensitive_headers": ["x-pass"]}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["headers"] == {"X-Pass": "<redacted>"}
+    assert stored_values(created["id"]) == {"X-Pass": "p-5"}
+    assert "p-5" not in json.dumps(
+        Webhook.objects.filter(pk=created["id"]).values().get(), default=str
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        ({"headers": {"X-A": "<redacted>"}}, "headers", "has none"),
+        ({"headers": {"X-A": "a"}, "sensitive_headers": ["X-B"]}, "sensitive_headers", "X-B"),
+        ({"headers": {"X-A": "a"}, "sensitive_headers": ["bad name"]}, "sensitive_headers", ""),
+    ],
+)
+def test_bad_sensitive_headers_are_a_400_with_a_field_message(api, payload, field, message):
+    response = api.post("/api/v1/webhooks/", {"url": URL, **payload}, format="json")
+    assert response.status_code == 400, response.content
+    assert message in " ".join(response.json()[field])
+    assert not Webhook.objects.exists()
+
+
+def test_the_schema_documents_redaction(api):
+    schema = api.get("/api/schema/?format=json").json()["components"]["schemas"]
+    assert "<redacted>" in schema["WebhookOutput"]["properties"]["headers"]["description"]
+    assert "sensitive_headers" in schema["WebhookOutput"]["properties"]
+    assert (
+        "<redacted>"
+        in schema["PatchedWebhookUpdateInputRequest"]["properties"]["headers"]["description"]
+    )

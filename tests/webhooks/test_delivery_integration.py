@@ -72,6 +72,36 @@ def test_signed_delivery_reaches_the_receiver_and_verifies(celery_worker, receiv
     assert secret not in json.dumps(attempt.request_headers)
 
 
+def test_sensitive_headers_reach_the_receiver_and_are_redacted_on_record(
+    celery_worker, receiver, tenant
+):
+    credentials = {"Authorization": "Bearer live-5d1e", "X-Api-Token": "t-93", "X-Foo": "f-08"}
+    webhook = webhook_create(
+        tenant=tenant,
+        url=receiver.route("/creds", status(204)),
+        headers={**credentials, "X-Team": "platform"},
+        sensitive_headers=["X-Foo"],
+    )
+
+    events.publish("deploy.succeeded", tenant=tenant)
+
+    [request] = receiver.wait_for("/creds", 1)
+    assert request.headers["authorization"] == "Bearer live-5d1e"
+    assert request.headers["x-api-token"] == "t-93"
+    assert request.headers["x-foo"] == "f-08"
+    assert request.headers["x-team"] == "platform"
+    delivery = wait_for_status(webhook, DeliveryStatus.SUCCEEDED)
+    [attempt] = Attempt.objects.filter(delivery=delivery)
+    assert {k: attempt.request_headers[k] for k in [*credentials, "X-Team"]} == {
+        "Authorization": "<redacted>",
+        "X-Api-Token": "<redacted>",
+        "X-Foo": "<redacted>",
+        "X-Team": "platform",
+    }
+    for value in credentials.values():
+        assert value not in json.dumps(attempt.request_headers)
+
+
 def test_only_matching_active_webhooks_of_the_tenant_receive(
     celery_worker, receiver, tenant, other_tenant
 ):

@@ -5,6 +5,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from webhooks.header_secrets import decrypt_headers
 from webhooks.models import Delivery, DeliveryStatus, WebhookSecret
 from webhooks.secret_store import decrypt_secret, reencrypt_secret
 from webhooks.services import (
@@ -14,6 +15,7 @@ from webhooks.services import (
     webhook_secret_rotate,
     webhook_secrets_live,
     webhook_update,
+    webhooks_request_headers,
 )
 
 URL = "https://hooks.example.com/in"
@@ -55,6 +57,10 @@ def test_create_generates_a_secret_encrypted_at_rest(tenant):
         ({"headers": {"X-A": "x\u2029"}}, "headers", "control"),
         ({"headers": {"X-A": "\ud800"}}, "headers", "control"),
         ({"headers": {"X-A": "1", "x-A": "2"}}, "headers", "the same header"),
+        ({"headers": {"X-A": "<redacted>"}}, "headers", "has none"),
+        ({"headers": {"X-A": "1"}, "sensitive_headers": ["X-B"]}, "sensitive_headers", "X-B"),
+        ({"headers": {"X-A": "1"}, "sensitive_headers": ["X-A\n"]}, "sensitive_headers", "name"),
+        ({"headers": {"X-A": "1"}, "sensitive_headers": "X-A"}, "sensitive_headers", "list"),
     ],
 )
 def test_create_refuses_bad_fields_with_field_messages(tenant, settings, fields, field, message):
@@ -162,3 +168,58 @@ def test_no_secret_reaches_the_logs(tenant, caplog):
 def test_non_ascii_printable_values_are_still_accepted(tenant):
     webhook = webhook_create(tenant=tenant, url=URL, headers={"X-Name": "Zoë Ünal 日本"})
     assert webhook.headers == {"X-Name": "Zoë Ünal 日本"}
+
+
+def test_sensitive_header_values_are_stored_encrypted(tenant):
+    webhook = webhook_create(
+        tenant=tenant,
+        url=URL,
+        headers={"Authorization": "Bearer b-1", "X-Foo": "f-1", "X-Team": "ops"},
+        sensitive_headers=["x-foo"],
+    )
+    webhook.refresh_from_db()
+    assert webhook.headers == {"X-Team": "ops"}
+    assert webhook.sensitive_headers == ["Authorization", "X-Foo"]
+    assert "b-1" not in webhook.sensitive_headers_ciphertext
+    assert decrypt_headers(webhook.sensitive_headers_ciphertext) == {
+        "Authorization": "Bearer b-1",
+        "X-Foo": "f-1",
+    }
+    assert webhook.redacted_headers() == {
+        "X-Team": "ops",
+        "Authorization": "<redacted>",
+        "X-Foo": "<redacted>",
+    }
+    assert webhooks_request_headers(webhooks=[webhook]) == {
+        webhook.pk: {"Authorization": "Bearer b-1", "X-Foo": "f-1", "X-Team": "ops"}
+    }
+
+
+def test_update_keeps_replaces_and_removes_sensitive_values(tenant):
+    webhook = webhook_create(
+        tenant=tenant,
+        url=URL,
+        headers={"Authorization": "Bearer b-1", "X-Foo": "f-1"},
+        sensitive_headers=["X-Foo"],
+    )
+    sent = lambda: webhooks_request_headers(webhooks=[webhook])[webhook.pk]  # noqa: E731
+
+    webhook_update(webhook=webhook, description="unrelated")
+    assert sent() == {"Authorization": "Bearer b-1", "X-Foo": "f-1"}
+
+    webhook_update(webhook=webhook, headers={**webhook.redacted_headers(), "X-Foo": "f-2"})
+    assert webhook.sensitive_headers == ["Authorization", "X-Foo"]  # the mark stays
+    assert sent() == {"Authorization": "Bearer b-1", "X-Foo": "f-2"}
+
+    # Made plain again only with a new value and without the mark.
+    webhook_update(
+        webhook=webhook, headers={"X-Foo": "shown", "Authorization": "<redacted>"},
+        sensitive_headers=[],
+    )  # fmt: skip
+    assert webhook.headers == {"X-Foo": "shown"}
+    assert sent() == {"Authorization": "Bearer b-1", "X-Foo": "shown"}
+
+    webhook_update(webhook=webhook, headers={})
+    webhook.refresh_from_db()
+    assert (webhook.headers, webhook.sensitive_headers) == ({}, [])
+    assert webhook.sensitive_headers_ciphertext == ""

@@ -84,6 +84,20 @@ def test_headers_carry_standard_webhooks_fields_and_custom_headers():
     assert request.redacted_headers()["webhook-signature"] == "v1,<redacted>"
 
 
+def test_sensitive_custom_headers_are_sent_but_redacted_for_the_record():
+    request = outgoing(
+        "http://x",
+        custom_headers={"Authorization": "Bearer a-7", "X-Foo": "f-7", "X-Env": "prod"},
+        sensitive_headers=["x-foo"],
+    )
+    assert request.headers["Authorization"] == "Bearer a-7"
+    assert request.headers["X-Foo"] == "f-7"
+    recorded = request.redacted_headers()
+    assert (recorded["Authorization"], recorded["X-Foo"]) == ("<redacted>", "<redacted>")
+    assert (recorded["X-Env"], recorded["webhook-signature"]) == ("prod", "v1,<redacted>")
+    assert "a-7" not in repr(request)
+
+
 def test_custom_headers_cannot_override_signature_headers():
     request = outgoing("http://x", custom_headers={"webhook-id": "forged", "Host": "evil"})
     assert request.headers["webhook-id"] == "evt_1"
