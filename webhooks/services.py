@@ -14,6 +14,7 @@ from django.utils import timezone
 from ctrlplane.tenants.models import Tenant
 from webhooks import conf
 from webhooks.header_secrets import (
+    REDACTED,
     decrypt_headers,
     encrypt_headers,
     headers_split,
@@ -79,11 +80,13 @@ def webhook_update(*, webhook: Webhook, **changes: Any) -> Webhook:
             headers = clean_headers(changes["headers"])
         else:  # only the marks change: every header keeps its value
             headers = webhook.redacted_headers()
+        # Decrypted only when a value is kept: replacing every secret needs no key.
+        keeps = REDACTED in headers.values()
         _headers_set(
             webhook,
             headers=headers,
             requested=changes.get("sensitive_headers"),
-            stored=decrypt_headers(webhook.sensitive_headers_ciphertext),
+            stored=decrypt_headers(webhook.sensitive_headers_ciphertext) if keeps else {},
         )
     if "description" in changes:
         webhook.description = changes["description"]
