@@ -16,7 +16,7 @@ from django.utils.safestring import SafeString
 
 from events.catalogue import catalogue
 from events.patterns import is_pattern
-from webhooks.header_secrets import REDACTED, is_sensitive
+from webhooks.header_secrets import REDACTED, RULE, is_sensitive
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
 from webhooks.recovery import DeliveryNotRetryable, delivery_retry, webhook_send_test
 from webhooks.services import (
@@ -73,8 +73,7 @@ class WebhookAdminForm(forms.ModelForm[Webhook]):
         help_text=(
             f"A JSON object of header names to values. Sensitive values show as {REDACTED}: "
             f"keep {REDACTED} to keep a value, replace it to change it, remove the header to "
-            "delete it. Authorization, Proxy-Authorization, Cookie and names containing token, "
-            "secret, key, signature, auth, passw, credential or session are always sensitive."
+            f"delete it. Always sensitive: {RULE}."
         ),
     )
     sensitive_headers = forms.CharField(

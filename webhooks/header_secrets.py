@@ -31,6 +31,13 @@ SENSITIVE_PARTS = (
 )
 
 
+# For help texts and docs.
+RULE = (
+    f"{', '.join(name.title() for name in sorted(SENSITIVE_NAMES))} and any name containing "
+    f"{', '.join(SENSITIVE_PARTS)} (case-insensitive)"
+)
+
+
 def is_sensitive(name: str, chosen: Collection[str] = ()) -> bool:
     """Whether a header's value is a credential: by its name, or because it is in `chosen`
     (the names a tenant marked sensitive). Case-insensitive, as header names are."""
