@@ -70,10 +70,12 @@ class WebhookAdminForm(forms.ModelForm[Webhook]):
     )
     headers = forms.JSONField(
         required=False,
-        help_text=(
-            f"A JSON object of header names to values. Sensitive values show as {REDACTED}: "
-            f"keep {REDACTED} to keep a value, replace it to change it, remove the header to "
-            f"delete it. Always sensitive: {RULE}."
+        help_text=format_html(  # the admin renders help texts as HTML
+            "A JSON object of header names to values. Sensitive values show as {0}: keep {0} "
+            "to keep a value, replace it to change it, remove the header to delete it. Always "
+            "sensitive: {1}.",
+            REDACTED,
+            RULE,
         ),
     )
     sensitive_headers = forms.CharField(
