@@ -106,6 +106,9 @@ class Delivery(models.Model):
     class Meta:
         verbose_name_plural = "deliveries"
         ordering = ["-created", "-id"]
+        # Deliveries are a read-only log (nobody holds a working change permission), so
+        # re-sending has a permission of its own.
+        permissions = [("retry_delivery", "Can retry deliveries")]
         constraints = [
             models.UniqueConstraint(fields=["event", "webhook"], name="delivery_event_webhook")
         ]
