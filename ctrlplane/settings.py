@@ -6,11 +6,12 @@ Set DATABASE_URL and CELERY_BROKER_URL to use PostgreSQL and Redis.
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 import django_stubs_ext
 
-from ctrlplane.env import env_bool, env_float, env_int, env_list, env_str
+from ctrlplane.env import ConfigurationError, env_bool, env_float, env_int, env_list, env_str
 
 # Lets admin and DRF generics be subscripted at runtime (ModelAdmin[Webhook]) for typing.
 django_stubs_ext.monkeypatch()
@@ -23,6 +24,20 @@ DEBUG = env_bool("DEBUG", False)
 INSECURE_DEFAULT_SECRET_KEY = "insecure-local-development-key-change-me"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY", INSECURE_DEFAULT_SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+# The public base URL of this service (https://ctrlplane.example.com). Webhooks may not
+# target it, nor any host in ALLOWED_HOSTS: a webhook must not feed events back in.
+SITE_URL = env_str("SITE_URL", "")
+try:
+    _site = urlsplit(SITE_URL)
+    _site_ok = _site.scheme in ("http", "https") and bool(_site.hostname) and _site.port != 0
+except ValueError:  # a port that is not a number, or out of range
+    _site_ok = False
+if SITE_URL and not _site_ok:
+    raise ConfigurationError(
+        f"SITE_URL must be an http(s) URL like https://ctrl.example.com, got {SITE_URL!r}"
+    )
+# The port the web process binds (ctrlplane/process.py): loopback on it is this service.
+WEB_PORT = env_int("PORT", 8000)
 
 INSTALLED_APPS = [
     "django.contrib.admin",

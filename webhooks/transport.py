@@ -32,10 +32,11 @@ from yarl import URL
 from webhooks.signing import signature_header
 from webhooks.targets import (
     BlockedTarget,
+    InvalidTargetURL,
     NetworkPolicy,
     ResolutionFailed,
     checked_addresses,
-    parse_ip_literal,
+    parse_target,
 )
 
 SIGNATURE_HEADER = "webhook-signature"
@@ -168,6 +169,28 @@ class PolicyResolver(AbstractResolver):
         pass
 
 
+def checked_url(raw_url: str, policy: NetworkPolicy) -> URL:
+    """The URL to connect to, its host canonical, once the policy allowed it as written.
+
+    We classify the host ourselves instead of trusting the client's "is this an IP
+    address" heuristic, which changes between versions (aiohttp before 3.14.1 connected
+    to 127.0.0.1 in full-width digits without asking any resolver). An IP literal, in any form, is
+    checked here and connected to as its plain address; a canonical name never looks like
+    an address, so the client always resolves it through PolicyResolver.
+    """
+    try:
+        target = parse_target(raw_url)
+    except InvalidTargetURL as exc:
+        raise BlockedTarget(str(exc).rstrip(".")) from None
+    reason = policy.target_refusal(target)
+    if reason is not None:
+        raise BlockedTarget(reason)
+    url = URL(target.url, encoded=True)  # send the path exactly as registered
+    if url.raw_host != target.host or url.user is not None:
+        raise BlockedTarget(f"{raw_url[:200]} does not parse to one unambiguous host")
+    return url
+
+
 class Transport:
     """Keep-alive connections per endpoint, on the running event loop.
 
@@ -244,10 +267,7 @@ class Transport:
     async def _post(
         self, request: OutgoingRequest, *, timeout: aiohttp.ClientTimeout, body_limit: int
     ) -> tuple[int, dict[str, str], bytes]:
-        url = URL(request.url, encoded=True)  # send the path exactly as registered
-        literal = parse_ip_literal(url.host or "")
-        if literal is not None:  # aiohttp skips the resolver for literal addresses
-            checked_addresses(url.host or "", [literal], self.policy)
+        url = checked_url(request.url, self.policy)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_is_connection_reset),
             stop=stop_after_attempt(2),

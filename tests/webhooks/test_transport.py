@@ -2,9 +2,11 @@
 
 import asyncio
 import errno
+import ipaddress
 import json
 import socket
 import ssl
+from dataclasses import replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,11 +18,12 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from tests.receiver import hang, status
 from webhooks.signing import generate_secret
-from webhooks.targets import NetworkPolicy
-from webhooks.transport import Transport, build_request, event_body
+from webhooks.targets import BlockedTarget, NetworkPolicy, OwnHosts
+from webhooks.transport import Transport, build_request, checked_url, event_body
 
 LOOPBACK = NetworkPolicy.from_names(["loopback"])
 SECRET = generate_secret()
+FULL_WIDTH_LOOPBACK = "\uff11\uff12\uff17.\uff10.\uff10.\uff11"  # 127.0.0.1, full-width
 
 
 def outgoing(url: str, **overrides):
@@ -156,6 +159,115 @@ def test_a_name_is_connected_through_the_checked_address_with_its_host_header(re
     result = send(outgoing(url))
     assert result.ok
     assert receiver.received[0].headers["host"].startswith("localhost:")
+
+
+@pytest.fixture
+def connections(monkeypatch) -> list:
+    """Every address the event loop is asked to connect to. Only plain loopback
+    addresses are connected; anything else is refused before a packet leaves, so even
+    a test that fails never reaches another address."""
+    seen: list = []
+    loop_class = asyncio.selector_events.BaseSelectorEventLoop
+    connect = loop_class.sock_connect
+
+    async def recorded(self, sock, address):
+        seen.append(address)
+        try:
+            loopback = ipaddress.ip_address(address[0]).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, f"the test refused {address[0]}")
+        return await connect(self, sock, address)
+
+    monkeypatch.setattr(loop_class, "sock_connect", recorded)
+    return seen
+
+
+@pytest.fixture
+def client_trusts_any_digits(monkeypatch) -> None:
+    """aiohttp as it was before 3.14.1: a host of digits and dots, in any script, is an
+    address, connected to without asking the resolver. Our policy must hold regardless."""
+    import aiohttp.connector
+
+    monkeypatch.setattr(
+        aiohttp.connector, "is_canonical_ipv4_address", lambda host: True, raising=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        (FULL_WIDTH_LOOPBACK, "127.0.0.1 is a loopback address"),
+        ("\u2460\u2461\u2466.0.0.1", "127.0.0.1 is a loopback address"),  # circled
+        (
+            "\U0001d7cf\U0001d7d0\U0001d7d5.\U0001d7ce.\U0001d7ce.\U0001d7cf",  # bold
+            "127.0.0.1 is a loopback address",
+        ),
+        (
+            "\uff11\uff16\uff19.\uff12\uff15\uff14.\uff11\uff16\uff19.\uff12\uff15\uff14",
+            "169.254.169.254 is a cloud metadata address",
+        ),
+        ("127\u30020\u30020\u30021", "127.0.0.1 is a loopback address"),  # ideographic dots
+    ],
+)
+def test_a_host_in_unicode_digits_is_blocked_and_never_contacted(
+    receiver, connections, client_trusts_any_digits, host, reason
+):
+    url = receiver.route("/x", status(204)).replace("127.0.0.1", host)
+    [result] = send_all(Transport(NetworkPolicy()), [outgoing(url)])
+    assert (result.status_code, result.error_kind) == (None, "blocked_target")
+    assert reason in result.error_message
+    assert connections == []
+    assert receiver.received == []
+
+
+def test_a_full_width_loopback_host_is_sent_to_127_0_0_1_when_loopback_is_allowed(
+    receiver, connections
+):
+    url = receiver.route("/fw", status(204))
+    port = receiver.server.port
+    result = send(outgoing(url.replace("127.0.0.1", FULL_WIDTH_LOOPBACK)))
+    assert (result.ok, result.status_code) == (True, 204)
+    assert connections == [("127.0.0.1", port)]
+    assert receiver.received[0].headers["host"] == f"127.0.0.1:{port}"
+
+
+def test_the_client_gets_the_canonical_host_and_the_path_exactly_as_registered():
+    url = checked_url(f"http://{FULL_WIDTH_LOOPBACK}:8080/a%2Fb/?q=%20", LOOPBACK)
+    assert str(url) == "http://127.0.0.1:8080/a%2Fb/?q=%20"
+    assert checked_url("http://2130706433/", LOOPBACK).raw_host == "127.0.0.1"
+    bucher = checked_url("https://B\u00fccher.example/", NetworkPolicy())
+    assert bucher.raw_host == "xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://1.2.3.4.5/", "http://%31%32%37.0.0.1/", "http://a..b/", "ftp://x.example/"]
+)
+def test_a_url_without_one_clear_host_is_blocked_before_the_client_sees_it(url):
+    """A name that looks like digits would be taken for an address by the client (and
+    never resolved through the policy); it is refused instead."""
+    with pytest.raises(BlockedTarget):
+        checked_url(url, LOOPBACK)
+
+
+def test_a_delivery_to_the_services_own_host_is_blocked_and_never_sent(receiver, connections):
+    url = receiver.route("/api/v1/events/", status(202))
+    own = OwnHosts.of(["127.0.0.1"], "", [receiver.server.port])  # the service's port
+    [result] = send_all(Transport(replace(LOOPBACK, own_hosts=own)), [outgoing(url)])
+    assert (result.status_code, result.error_kind) == (None, "blocked_target")
+    assert f"127.0.0.1:{receiver.server.port} is this service's own address" in (
+        result.error_message
+    )
+    assert connections == []
+    assert receiver.received == []
+
+
+def test_a_local_receiver_on_another_port_than_the_services_is_delivered_to(receiver):
+    url = receiver.route("/hook", status(204))
+    own = OwnHosts.of(["localhost", "127.0.0.1", "[::1]"], "", [8000])
+    [result] = send_all(Transport(replace(LOOPBACK, own_hosts=own)), [outgoing(url)])
+    assert (result.ok, result.status_code) == (True, 204)
 
 
 def test_cookies_set_by_one_receiver_are_never_sent_anywhere(receiver):
