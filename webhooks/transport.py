@@ -174,9 +174,10 @@ def checked_url(raw_url: str, policy: NetworkPolicy) -> URL:
 
     We classify the host ourselves instead of trusting the client's "is this an IP
     address" heuristic, which changes between versions (aiohttp before 3.14.1 connected
-    to 127.0.0.1 in full-width digits without asking any resolver). An IP literal, in any form, is
-    checked here and connected to as its plain address; a canonical name never looks like
-    an address, so the client always resolves it through PolicyResolver.
+    to 127.0.0.1 written in full-width digits without asking any resolver). An IP
+    literal, in any form, is checked here and connected to as its plain address; a
+    canonical name never looks like an address, so the client always resolves it
+    through PolicyResolver.
     """
     try:
         target = parse_target(raw_url)
@@ -187,7 +188,7 @@ def checked_url(raw_url: str, policy: NetworkPolicy) -> URL:
         raise BlockedTarget(reason)
     url = URL(target.url, encoded=True)  # send the path exactly as registered
     if url.raw_host != target.host or url.user is not None:
-        raise BlockedTarget(f"{raw_url[:200]} does not parse to one unambiguous host")
+        raise BlockedTarget(f"the URL of {target.host} does not parse to one clear host")
     return url
 
 
