@@ -441,9 +441,9 @@ def delivery_finish(
 
 
 def emit_exhausted(delivery: Delivery, result: DeliveryResult) -> None:
-    import events
+    from events.services import service_notice_publish
 
-    events.publish(
+    service_notice_publish(
         DELIVERY_EXHAUSTED,
         tenant=delivery.tenant,
         data={

@@ -104,9 +104,9 @@ def webhook_disable(*, webhook: Webhook, reason: str, notify: bool = True) -> bo
             extra={"webhook_id": webhook.pk, "tenant_id": webhook.tenant_id, "reason": reason},
         )
         if notify:
-            import events
+            from events.services import service_notice_publish
 
-            events.publish(
+            service_notice_publish(
                 WEBHOOK_DISABLED,
                 tenant=webhook.tenant_id,
                 data={"webhook_id": webhook.pk, "url": webhook.url, "reason": reason},

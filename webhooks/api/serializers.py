@@ -159,6 +159,10 @@ class EventTypeOutput(serializers.Serializer[Any]):
     name = serializers.CharField()
     description = serializers.CharField()
     schema = serializers.JSONField(allow_null=True)
+    service_only = serializers.BooleanField(
+        help_text="A notice the service sends about itself: subscribe to it; publishing it "
+        "is refused."
+    )
 
 
 class ErrorOutput(serializers.Serializer[Any]):

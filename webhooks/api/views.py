@@ -260,7 +260,13 @@ class EventTypeListView(APIView):
     )
     def get(self, request: Request) -> Response:
         rows = [
-            {"name": t.name, "description": t.description, "schema": t.schema} for t in catalogue
+            {
+                "name": t.name,
+                "description": t.description,
+                "schema": t.schema,
+                "service_only": t.service_only,
+            }
+            for t in catalogue
         ]
         return Response(s.EventTypeOutput(rows, many=True).data)
 
