@@ -63,6 +63,15 @@ def test_secret_endpoint_reveals_it_and_rotation_keeps_the_old_one_for_the_grace
     assert webhook_secrets_live(webhook=hook) == [new, old]
 
 
+def test_responses_that_reveal_a_secret_are_never_cached(api, hook):
+    revealed = api.get(f"/api/v1/webhooks/{hook.pk}/secret/")
+    rotated = api.post(f"/api/v1/webhooks/{hook.pk}/rotate-secret/", {}, format="json")
+    for response in (revealed, rotated):
+        assert response.status_code == 200
+        directives = {d.strip() for d in response["Cache-Control"].split(",")}
+        assert {"no-store", "private"} <= directives
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
