@@ -214,6 +214,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 
 # --- API ----------------------------------------------------------------------
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "1200/min")
+# Failed API-key authentications per client address; past it, 429 without a key lookup.
+API_AUTH_FAILURE_RATE = env_str("API_AUTH_FAILURE_RATE", "60/min")
+# Reverse proxies whose X-Forwarded-For names the client (CIDRs). Empty: the client is the
+# connection's peer, and X-Forwarded-For is ignored (anyone can write it).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["ctrlplane.tenants.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

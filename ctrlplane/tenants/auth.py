@@ -1,15 +1,22 @@
 """DRF authentication by tenant API key: `Authorization: Bearer <key>`."""
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
-from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.exceptions import AuthenticationFailed, Throttled
 from rest_framework.request import Request
 
+from ctrlplane.tenants.auth_limit import AuthFailureLimit
 from ctrlplane.tenants.models import ApiKey, Tenant
 from ctrlplane.tenants.services import api_key_authenticate
+
+
+class TooManyAuthFailures(Throttled):
+    default_detail = "Too many requests with invalid API keys from this address."
+    default_code = "too_many_auth_failures"
 
 
 @dataclass(frozen=True)
@@ -33,15 +40,20 @@ class ApiKeyAuthentication(BaseAuthentication):
         header = get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
-        if len(header) != 2:
-            raise AuthenticationFailed("Send exactly one API key: Authorization: Bearer <key>.")
-        try:
-            raw_key = header[1].decode()
-        except UnicodeError:
-            raise AuthenticationFailed("Invalid API key.") from None
-        api_key = api_key_authenticate(raw_key=raw_key)
+        raw_key: str | None = None
+        if len(header) == 2:
+            with contextlib.suppress(UnicodeError):  # undecodable: a failure like any other
+                raw_key = header[1].decode()
+        limit = AuthFailureLimit(request.META, raw_key)
+        if limit.blocked():
+            raise TooManyAuthFailures(wait=limit.retry_after)
+        api_key = None if raw_key is None else api_key_authenticate(raw_key=raw_key)
         if api_key is None:
+            limit.failed()
+            if len(header) != 2:
+                raise AuthenticationFailed("Send exactly one API key: Authorization: Bearer <key>.")
             raise AuthenticationFailed("Invalid or revoked API key.")
+        limit.succeeded()
         return TenantPrincipal(tenant=api_key.tenant, api_key=api_key), api_key
 
     def authenticate_header(self, request: Request) -> str:
