@@ -5,13 +5,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import status
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
-from rest_framework.exceptions import AuthenticationFailed, Throttled
+from rest_framework.exceptions import APIException, AuthenticationFailed, Throttled
 from rest_framework.request import Request
 
+from ctrlplane.credentials import credentials_in_query
 from ctrlplane.tenants.auth_limit import AuthFailureLimit
 from ctrlplane.tenants.models import ApiKey, Tenant
 from ctrlplane.tenants.services import api_key_authenticate
+
+
+class CredentialsInQueryString(APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "credentials_in_query_string"
 
 
 class TooManyAuthFailures(Throttled):
@@ -37,6 +44,7 @@ class ApiKeyAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[TenantPrincipal, ApiKey] | None:
+        _refuse_credentials_in_query(request)
         header = get_authorization_header(request).split()
         if not header or header[0].lower() != self.keyword.lower().encode():
             return None
@@ -58,6 +66,19 @@ class ApiKeyAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return self.keyword
+
+
+def _refuse_credentials_in_query(request: Request) -> None:
+    """A key in a URL ends up in access logs, proxy logs, browser history and Referer
+    headers: refuse it (even beside a valid header) so no client is built that way."""
+    params = request.query_params
+    names = credentials_in_query((k, v) for k in params for v in params.getlist(k))
+    if names:
+        raise CredentialsInQueryString(
+            f"Credentials are not accepted in the query string ({', '.join(names)}): send "
+            "the API key in the header `Authorization: Bearer <key>`. A key that was sent in "
+            "a URL may have been recorded on the way; consider revoking it."
+        )
 
 
 class ApiKeyAuthenticationScheme(OpenApiAuthenticationExtension):  # type: ignore[no-untyped-call]

@@ -182,3 +182,39 @@ def test_an_empty_rate_turns_the_limit_off(db, settings):
     settings.API_AUTH_FAILURE_RATE = ""
     client, env = bad_key_client()
     assert {client.get("/api/v1/webhooks/", **env).status_code for _ in range(5)} == {401}
+
+
+# -- keys in the query string ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "api_key=cpk_0123abcd_SomeSecretValue123",
+        "apikey=whatever",
+        "API_KEY=whatever",
+        "access_token=abc",
+        "token=abc",
+        "key=abc",
+        "instance_id=cpk_0123abcd_SomeSecretValue123",
+        "status=failed&status=cpk_0123abcd_SomeSecretValue123",
+    ],
+)
+def test_credentials_in_the_query_string_are_refused_even_beside_a_valid_header(api, query):
+    response = api.get(f"/api/v1/deliveries/?{query}")
+    assert response.status_code == 400
+    detail = response.json()["detail"]
+    assert "Authorization: Bearer" in detail
+    assert "SomeSecretValue" not in detail
+
+
+def test_a_key_only_in_the_query_string_is_refused_with_the_header_to_use(tenant):
+    raw = api_key_create(tenant=tenant).raw_key
+    response = APIClient().get(f"/api/v1/webhooks/?api_key={raw}")
+    assert response.status_code == 400
+    assert "Authorization: Bearer <key>" in response.json()["detail"]
+    assert raw not in response.content.decode()
+
+
+def test_ordinary_query_parameters_pass(api):
+    assert api.get("/api/v1/deliveries/?status=failed&limit=5").status_code == 200
