@@ -71,7 +71,7 @@ class Receiver:
                 self.arrived.wait(remaining)
 
 
-def status(code: int, headers: dict[str, str] | None = None, body: str = "") -> Handler:
+def status(code: int, headers: dict[str, str] | None = None, body: str | bytes = "") -> Handler:
     return lambda request: Response(body, status=code, headers=headers or {})
 
 

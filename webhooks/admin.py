@@ -275,6 +275,7 @@ ATTEMPT_FIELDS: tuple[str, ...] = (
     "error_kind",
     "error_message",
     "response_body",
+    "response_body_bytes",
     "response_headers",
     "request_headers",
 )

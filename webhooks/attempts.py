@@ -341,6 +341,7 @@ def _attempt_row(outcome: SendOutcome) -> Attempt:
         response_status=result.status_code,
         response_headers=dict(result.headers),
         response_body=result.body,
+        response_body_bytes=result.body_bytes,
         error_kind=result.error_kind,
         error_message=result.error_message,
     )

@@ -30,6 +30,7 @@ from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from yarl import URL
 
 from webhooks.signing import signature_header
+from webhooks.storable import storable_headers, storable_text
 from webhooks.targets import (
     BlockedTarget,
     InvalidTargetURL,
@@ -74,7 +75,8 @@ class DeliveryResult:
     status_code: int | None
     duration_ms: int
     headers: Mapping[str, str] = field(default_factory=dict)
-    body: str = ""
+    body: str = ""  # storable text: see webhooks.storable
+    body_bytes: int = 0  # bytes of body received (at most the limit), before any replacing
     error_kind: str = ""
     error_message: str = ""
 
@@ -215,8 +217,10 @@ class Transport:
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),  # never store or send cookies
                 trust_env=False,  # no proxies or .netrc credentials from the environment
+                # Bodies are kept as sent, never inflated: nothing to bomb, nothing to
+                # parse. Asking for identity makes compression the receiver's mistake.
                 auto_decompress=False,
-                skip_auto_headers=("Accept-Encoding",),  # bodies are stored as sent
+                headers={"Accept-Encoding": "identity"},
             )
         return self._session
 
@@ -239,7 +243,7 @@ class Transport:
                 status_code=None,
                 duration_ms=int((time.monotonic() - started) * 1000),
                 error_kind=kind,
-                error_message=message,
+                error_message=storable_text(message),
             )
 
         try:
@@ -259,8 +263,9 @@ class Transport:
         return DeliveryResult(
             status_code=status,
             duration_ms=int((time.monotonic() - started) * 1000),
-            headers=headers,
-            body=body.decode("utf-8", errors="replace"),
+            headers=storable_headers(headers),
+            body=storable_text(body),
+            body_bytes=len(body),
             error_kind="" if 200 <= status < 300 else "http",
             error_message="" if 200 <= status < 300 else f"HTTP {status}",
         )
@@ -283,8 +288,7 @@ class Transport:
                     timeout=timeout,
                 ) as response:
                     body = await _read_limited(response, body_limit)
-                    headers = {k.lower(): v for k, v in response.headers.items()}
-                    return response.status, headers, body
+                    return response.status, dict(response.headers.items()), body
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
 

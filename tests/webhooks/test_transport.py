@@ -2,6 +2,7 @@
 
 import asyncio
 import errno
+import gzip
 import ipaddress
 import json
 import socket
@@ -15,6 +16,7 @@ import pytest
 import trustme
 from pytest_httpserver import HTTPServer
 from standardwebhooks.webhooks import Webhook as StandardWebhook
+from werkzeug import Response
 
 from tests.receiver import hang, status
 from webhooks.signing import generate_secret
@@ -116,6 +118,39 @@ def test_the_response_body_is_truncated_to_the_limit(receiver):
     url = receiver.route("/big", status(200, body="x" * 100_000))
     result = send(outgoing(url), body_limit=20_000)
     assert len(result.body) == 20_000
+
+
+def test_a_body_with_nul_or_bytes_that_are_not_utf8_becomes_storable_text(receiver):
+    nul = receiver.route("/nul", lambda request: Response(b"ok\x00", status=200))
+    latin = receiver.route("/latin", lambda request: Response(b"caf\xe9 \xff", status=200))
+    first, second = send_all(Transport(LOOPBACK), [outgoing(nul), outgoing(latin)])
+    assert (first.ok, first.body, first.body_bytes) == (True, "ok\ufffd", 3)
+    assert (second.body, second.body_bytes) == ("caf\ufffd \ufffd", 6)
+
+
+def test_odd_bytes_in_response_headers_become_storable_text(receiver):
+    url = receiver.route("/odd", status(200, {"X-Odd": "caf\xe9"}))  # latin-1 on the wire
+    result = send(outgoing(url))
+    assert result.headers["x-odd"] == "caf\ufffd"
+    json.dumps(result.headers).encode()  # what a jsonb column gets: no lone surrogates
+
+
+def test_compressed_bodies_are_never_asked_for_nor_inflated(receiver):
+    """Sent anyway, a body is kept as it came, up to the limit: a gzip bomb stays small
+    and a bogus gzip body is just bytes."""
+    bomb = gzip.compress(b"\x00" * 10_000_000)
+    compressed = {"Content-Encoding": "gzip"}
+    bomb_url = receiver.route("/bomb", lambda request: Response(bomb, 200, compressed))
+    bogus_url = receiver.route(
+        "/bogus", lambda request: Response(b"\x1f\x8b\x08\x00not gzip\x00", 200, compressed)
+    )
+    results = send_all(Transport(LOOPBACK), [outgoing(bomb_url), outgoing(bogus_url)])
+    assert [r.status_code for r in results] == [200, 200]
+    assert results[0].body_bytes == len(bomb) < 20_000
+    assert len(results[0].body) == len(bomb.decode("utf-8", errors="replace"))
+    assert results[1].body == "\x1f\ufffd\x08\ufffdnot gzip\ufffd"
+    assert results[1].headers["content-encoding"] == "gzip"
+    assert {r.headers["accept-encoding"] for r in receiver.received} == {"identity"}
 
 
 def test_a_receiver_that_hangs_is_a_timeout(receiver):

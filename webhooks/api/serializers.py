@@ -132,7 +132,8 @@ class AttemptOutput(serializers.ModelSerializer[Attempt]):
         model = Attempt
         fields = [
             "id", "attempt_number", "trigger", "started_at", "duration_ms", "request_headers",
-            "response_status", "response_headers", "response_body", "error_kind", "error_message",
+            "response_status", "response_headers", "response_body", "response_body_bytes",
+            "error_kind", "error_message",
         ]  # fmt: skip
         read_only_fields = fields
 
