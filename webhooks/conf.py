@@ -35,12 +35,14 @@ def retry_after_cap() -> float:
 
 
 def request_timeout() -> float:
-    """WEBHOOKS_TIMEOUT: total seconds for one HTTP attempt (default 15)."""
+    """WEBHOOKS_TIMEOUT: total seconds for one HTTP attempt, body and retry after a reset
+    included (default 15)."""
     return float(str(_get("WEBHOOKS_TIMEOUT", 15)))
 
 
 def connect_timeout() -> float:
-    """WEBHOOKS_CONNECT_TIMEOUT: seconds to establish the connection (default 5)."""
+    """WEBHOOKS_CONNECT_TIMEOUT: seconds to establish the connection, within
+    WEBHOOKS_TIMEOUT (default 5)."""
     return min(float(str(_get("WEBHOOKS_CONNECT_TIMEOUT", 5))), request_timeout())
 
 

@@ -236,6 +236,10 @@ class Transport:
         connect_timeout: float,
         body_limit: int,
     ) -> DeliveryResult:
+        """POST `request`. `timeout` bounds the whole attempt (resolving, connecting,
+        sending, the answer and its body, and the one retry after a reset), so a receiver
+        that drips its answer cannot hold a sender longer; `connect_timeout` bounds each
+        connection's setup within it."""
         started = time.monotonic()
 
         def failure(kind: str, message: str) -> DeliveryResult:
@@ -246,19 +250,23 @@ class Transport:
                 error_message=storable_text(message),
             )
 
+        deadline = asyncio.timeout(timeout)
         try:
-            status, headers, body = await self._post(
-                request,
-                timeout=aiohttp.ClientTimeout(
-                    total=connect_timeout + timeout, sock_connect=connect_timeout, sock_read=timeout
-                ),
-                body_limit=body_limit,
-            )
+            async with deadline:
+                status, headers, body = await self._post(
+                    request,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
+                    body_limit=body_limit,
+                )
+        except TimeoutError as exc:
+            if deadline.expired():
+                return failure("timeout", f"no complete answer within {timeout:g} s")
+            return failure(_classify(exc), _short(exc))
         except BlockedTarget as exc:
             return failure("blocked_target", str(exc))
         except ResolutionFailed as exc:
             return failure("dns", str(exc))
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             return failure(_classify(exc), _short(exc))
         return DeliveryResult(
             status_code=status,

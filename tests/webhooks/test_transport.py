@@ -7,6 +7,7 @@ import ipaddress
 import json
 import socket
 import ssl
+import time
 from dataclasses import replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -18,7 +19,7 @@ from pytest_httpserver import HTTPServer
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from werkzeug import Response
 
-from tests.receiver import hang, status
+from tests.receiver import drip, hang, status
 from webhooks.signing import generate_secret
 from webhooks.targets import BlockedTarget, NetworkPolicy, OwnHosts
 from webhooks.transport import Transport, build_request, checked_url, event_body
@@ -151,6 +152,17 @@ def test_compressed_bodies_are_never_asked_for_nor_inflated(receiver):
     assert results[1].body == "\x1f\ufffd\x08\ufffdnot gzip\ufffd"
     assert results[1].headers["content-encoding"] == "gzip"
     assert {r.headers["accept-encoding"] for r in receiver.received} == {"identity"}
+
+
+def test_a_body_that_drips_in_ends_at_the_total_timeout(receiver):
+    url = receiver.route("/drip", drip(b"x", every=0.1, count=40))  # 4 s in all
+    started = time.monotonic()
+    result = send(outgoing(url), timeout=1.0, connect_timeout=1.0)
+    elapsed = time.monotonic() - started
+    assert (result.status_code, result.error_kind) == (None, "timeout")
+    assert "1 s" in result.error_message
+    assert 1.0 <= elapsed < 1.4
+    assert result.duration_ms < 1400
 
 
 def test_a_receiver_that_hangs_is_a_timeout(receiver):
@@ -345,6 +357,52 @@ def test_a_connection_reset_is_retried_once_within_the_attempt():
         listener.close()
     assert (result.ok, result.status_code) == (True, 204)
     assert len(seen) == 2
+
+
+def test_the_retry_after_a_reset_shares_the_attempts_total_timeout():
+    """A reset late in the attempt does not start a fresh timeout: the retried request
+    gets only what is left of WEBHOOKS_TIMEOUT."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for n in range(2):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed: the client gave up before a second connection
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                if n == 0:
+                    time.sleep(0.7)
+                    linger_zero = b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
+                    continue
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+                try:
+                    for _ in range(40):
+                        time.sleep(0.1)
+                        conn.sendall(b"x")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        result = send(outgoing(f"http://127.0.0.1:{port}/hook"), timeout=1.0, connect_timeout=1.0)
+    finally:
+        elapsed = time.monotonic() - started
+        listener.close()
+        thread.join(5)
+    assert (result.status_code, result.error_kind) == (None, "timeout")
+    assert elapsed < 1.4
 
 
 @pytest.mark.parametrize(
