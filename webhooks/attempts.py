@@ -1,15 +1,19 @@
-"""Attempts: claim due deliveries, send them, and record the results in bulk."""
+"""Attempts: claim due deliveries, send them, and record the results in bulk.
+
+One delivery's trouble stays its own: a result the database refuses is recorded on its
+own, so it cannot fail the batch that holds other tenants' deliveries.
+"""
 
 import asyncio
 import logging
 import random
 from collections import defaultdict
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -21,10 +25,12 @@ from webhooks.models import (
     AttemptTrigger,
     Delivery,
     DeliveryStatus,
+    ErrorKind,
     Webhook,
 )
 from webhooks.retry_policy import RetryPolicy
 from webhooks.services import WEBHOOK_DISABLED, webhook_disable, webhooks_secrets_live
+from webhooks.storable import storable_headers, storable_text
 from webhooks.transport import (
     DeliveryResult,
     OutgoingRequest,
@@ -44,6 +50,10 @@ OPERATIONAL_TYPES = frozenset({DELIVERY_EXHAUSTED, WEBHOOK_DISABLED})
 # database for the sweeper, so no long ETA ever sits in the broker.
 MAX_COUNTDOWN_SECONDS = 60.0
 DUE_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.FAILED)
+# What one row the database refuses raises: a value it cannot hold, or a broken
+# constraint (the delivery was deleted while it was being sent). Anything else, such as a
+# lost connection, belongs to the whole batch, and the caller decides what to do.
+ROW_ERRORS = (DataError, IntegrityError, ValueError)
 _rng = random.SystemRandom()
 
 
@@ -227,9 +237,85 @@ def deliveries_record_results(*, outcomes: Sequence[SendOutcome]) -> list[Attemp
 
     A delivery the sweeper took back meanwhile (its lease ran out) keeps its new state;
     its attempt is still recorded.
+
+    If the database refuses one row, the batch is recorded again result by result, so the
+    others stand; the refused one is recorded without the receiver's answer (see
+    `_record_alone`).
     """
     if not outcomes:
         return []
+    try:
+        results = _record_batch(outcomes)
+    except ROW_ERRORS as exc:
+        logger.warning(
+            "recording %d results together failed (%s); recording them one by one",
+            len(outcomes),
+            _first_line(exc),
+        )
+        results = [_record_alone(outcome) for outcome in outcomes]
+    for outcome, recorded in zip(outcomes, results, strict=True):
+        _observe(outcome, recorded.status)
+    return results
+
+
+def _record_alone(outcome: SendOutcome) -> AttemptOutcome:
+    """Record one result in a transaction (or savepoint) of its own. If the database
+    refuses it, record the attempt again without what the receiver sent, as
+    `record_failed`: the status it answered still decides the delivery's next state, so
+    a 2xx is not sent again. Never raises for a row the database refuses."""
+    delivery = outcome.job.delivery
+    try:
+        [recorded] = _record_batch([outcome])
+        return recorded
+    except ROW_ERRORS as exc:
+        reason = _first_line(exc)
+    logger.warning(
+        "delivery %s: attempt %s could not be stored as received (%s); "
+        "recording it without the response",
+        delivery.pk,
+        delivery.attempts,
+        reason,
+        extra={"tenant_id": delivery.tenant_id, "webhook_id": delivery.webhook_id},
+    )
+    stripped = SendOutcome(
+        job=outcome.job,
+        request=replace(outcome.request, headers=storable_headers(outcome.request.headers)),
+        result=replace(
+            outcome.result,
+            headers={},
+            body="",
+            error_kind=ErrorKind.RECORD_FAILED,
+            error_message=(
+                f"The attempt could not be stored as received ({reason}); "
+                "the response headers and body were dropped."
+            ),
+        ),
+        started_at=outcome.started_at,
+    )
+    try:
+        [recorded] = _record_batch([stripped])
+        return recorded
+    except ROW_ERRORS as exc:
+        # Most likely the delivery no longer exists. If it does, its lease runs out and
+        # the sweeper takes it back.
+        logger.error(
+            "delivery %s: attempt %s could not be recorded at all (%s)",
+            delivery.pk,
+            delivery.attempts,
+            _first_line(exc),
+            extra={"tenant_id": delivery.tenant_id, "webhook_id": delivery.webhook_id},
+        )
+        return _outcome(outcome, "unrecorded")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The database's one-line reason, without the DETAIL and CONTEXT lines, which can
+    quote row values (custom request headers among them)."""
+    lines = str(exc).strip().splitlines()
+    return storable_text(lines[0][:200] if lines else type(exc).__name__)
+
+
+def _record_batch(outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
     now = timezone.now()
     policy = retry_policy()
     results: list[AttemptOutcome] = []
@@ -296,8 +382,6 @@ def deliveries_record_results(*, outcomes: Sequence[SendOutcome]) -> list[Attemp
             emit_exhausted(delivery, result)
         for countdown, retry_ids in soon.items():
             transaction.on_commit(partial(deliveries_dispatch, retry_ids, countdown=countdown))
-    for outcome, recorded in zip(outcomes, results, strict=True):
-        _observe(outcome, recorded.status)
     return results
 
 
