@@ -1,7 +1,8 @@
 """Attempts: claim due deliveries, send them, and record the results in bulk.
 
-One delivery's trouble stays its own: a result the database refuses is recorded on its
-own, so it cannot fail the batch that holds other tenants' deliveries.
+One delivery's trouble stays its own: a secret that cannot be decrypted fails that
+delivery's attempt, and a result the database refuses is recorded on its own, so neither
+can fail the batch that holds other tenants' deliveries.
 """
 
 import asyncio
@@ -50,6 +51,10 @@ OPERATIONAL_TYPES = frozenset({DELIVERY_EXHAUSTED, WEBHOOK_DISABLED})
 # database for the sweeper, so no long ETA ever sits in the broker.
 MAX_COUNTDOWN_SECONDS = 60.0
 DUE_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.FAILED)
+UNDECRYPTABLE_MESSAGE = (
+    "The webhook's signing secret could not be decrypted, so nothing was sent; "
+    "is WEBHOOKS_ENCRYPTION_KEYS complete?"
+)
 # What one row the database refuses raises: a value it cannot hold, or a broken
 # constraint (the delivery was deleted while it was being sent). Anything else, such as a
 # lost connection, belongs to the whole batch, and the caller decides what to do.
@@ -71,6 +76,8 @@ class SendJob:
 
     delivery: Delivery
     secrets: tuple[str, ...]
+    # The webhook's secrets could not be decrypted: the attempt fails without sending.
+    secrets_unavailable: bool = False
 
     @property
     def webhook_id(self) -> str:
@@ -148,7 +155,20 @@ def deliveries_claim(
         )
     live = [d for d in deliveries if d.webhook.active]
     secrets = webhooks_secrets_live(webhook_ids={d.webhook_id for d in live}, now=moment)
-    return [SendJob(delivery=d, secrets=secrets.get(d.webhook_id, ())) for d in live]
+    if secrets.unavailable:
+        logger.error(
+            "the signing secrets of webhooks %s could not be decrypted; is "
+            "WEBHOOKS_ENCRYPTION_KEYS complete? Their deliveries fail with secret_unavailable",
+            ", ".join(sorted(secrets.unavailable)),
+        )
+    return [
+        SendJob(
+            delivery=d,
+            secrets=secrets.secrets.get(d.webhook_id, ()),
+            secrets_unavailable=d.webhook_id in secrets.unavailable,
+        )
+        for d in live
+    ]
 
 
 def deliveries_release(*, ids: Sequence[str], delay: float) -> int:
@@ -171,6 +191,18 @@ def deliveries_release(*, ids: Sequence[str], delay: float) -> int:
 async def job_send(job: SendJob, transport: Transport) -> SendOutcome:
     """Sign and POST one claimed delivery. Never raises for network trouble."""
     started = timezone.now()
+    if job.secrets_unavailable:
+        return SendOutcome(
+            job=job,
+            request=OutgoingRequest(url=job.delivery.webhook.url, body=b"", headers={}),
+            result=DeliveryResult(
+                status_code=None,
+                duration_ms=0,
+                error_kind=ErrorKind.SECRET_UNAVAILABLE,
+                error_message=UNDECRYPTABLE_MESSAGE,
+            ),
+            started_at=started,
+        )
     request = job_request(job, now=started)
     result = await transport.send(
         request,

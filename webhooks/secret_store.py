@@ -7,6 +7,10 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from webhooks import conf
 
 
+class SecretUnavailable(ValueError):
+    """A stored secret that none of WEBHOOKS_ENCRYPTION_KEYS decrypts."""
+
+
 @lru_cache(maxsize=4)
 def _fernet(keys: tuple[bytes, ...]) -> MultiFernet:
     return MultiFernet([Fernet(k) for k in keys])
@@ -32,7 +36,7 @@ def _decrypt(keys: tuple[bytes, ...], ciphertext: str) -> str:
         return _fernet(keys).decrypt(ciphertext.encode()).decode()
     except InvalidToken:
         # Never include the ciphertext: the message ends up in logs and attempt records.
-        raise ValueError(
+        raise SecretUnavailable(
             "a webhook secret could not be decrypted; is WEBHOOKS_ENCRYPTION_KEYS complete?"
         ) from None
 

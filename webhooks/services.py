@@ -3,6 +3,7 @@
 import logging
 from collections import defaultdict
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,7 +14,7 @@ from django.utils import timezone
 from ctrlplane.tenants.models import Tenant
 from webhooks import conf
 from webhooks.models import Delivery, DeliveryStatus, Webhook, WebhookSecret
-from webhooks.secret_store import decrypt_secret, encrypt_secret
+from webhooks.secret_store import SecretUnavailable, decrypt_secret, encrypt_secret
 from webhooks.signing import generate_secret
 from webhooks.validation import clean_event_types, clean_headers, clean_url
 
@@ -134,14 +135,31 @@ def webhook_secret_rotate(*, webhook: Webhook, grace_period: timedelta | None = 
 
 
 def webhook_secrets_live(*, webhook: Webhook, now: datetime | None = None) -> list[str]:
-    """Secrets that sign right now, newest first."""
-    return list(webhooks_secrets_live(webhook_ids={webhook.pk}, now=now).get(webhook.pk, ()))
+    """Secrets that sign right now, newest first. Raises SecretUnavailable if one cannot
+    be decrypted."""
+    live = webhooks_secrets_live(webhook_ids={webhook.pk}, now=now)
+    if live.unavailable:
+        raise SecretUnavailable(
+            "a webhook secret could not be decrypted; is WEBHOOKS_ENCRYPTION_KEYS complete?"
+        )
+    return list(live.secrets.get(webhook.pk, ()))
+
+
+@dataclass(frozen=True)
+class LiveSecrets:
+    secrets: dict[str, tuple[str, ...]]  # webhook -> its live secrets, newest first
+    unavailable: frozenset[str]  # webhooks with a live secret no key decrypts
 
 
 def webhooks_secrets_live(
     *, webhook_ids: Collection[str], now: datetime | None = None
-) -> dict[str, tuple[str, ...]]:
-    """Live secrets of many webhooks in one query, newest first for each."""
+) -> LiveSecrets:
+    """Live secrets of many webhooks in one query, newest first for each.
+
+    A webhook with a secret that cannot be decrypted (WEBHOOKS_ENCRYPTION_KEYS lost its
+    key) is listed as unavailable, with none of its secrets: signing with only some of
+    them would fail receivers that still verify with the others. The rest are unaffected.
+    """
     moment = now or timezone.now()
     rows = (
         WebhookSecret.objects.filter(webhook_id__in=webhook_ids)
@@ -150,9 +168,16 @@ def webhooks_secrets_live(
         .values_list("webhook_id", "ciphertext")
     )
     found: dict[str, list[str]] = defaultdict(list)
+    unavailable: set[str] = set()
     for webhook_id, ciphertext in rows:
-        found[webhook_id].append(decrypt_secret(ciphertext))
-    return {k: tuple(v) for k, v in found.items()}
+        try:
+            found[webhook_id].append(decrypt_secret(ciphertext))
+        except SecretUnavailable:
+            unavailable.add(webhook_id)
+    return LiveSecrets(
+        secrets={k: tuple(v) for k, v in found.items() if k not in unavailable},
+        unavailable=frozenset(unavailable),
+    )
 
 
 def webhook_secret_current(*, webhook: Webhook) -> str:

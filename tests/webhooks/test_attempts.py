@@ -11,6 +11,7 @@ import time
 from dataclasses import replace
 
 import pytest
+from cryptography.fernet import Fernet
 from django.utils import timezone
 
 import events
@@ -25,7 +26,7 @@ from webhooks.attempts import (
     job_request,
     job_send,
 )
-from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
+from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook, WebhookSecret
 from webhooks.services import webhook_create
 from webhooks.sweeper import deliveries_sweep
 from webhooks.transport import DeliveryResult, Transport
@@ -62,6 +63,13 @@ def attempt_of(webhook: Webhook) -> Attempt:
 
 
 BOGUS_GZIP = status(200, {"Content-Encoding": "gzip"}, b"\x1f\x8b\x08\x00bogus\x00")
+
+
+def break_secret(webhook: Webhook) -> None:
+    """Store the webhook's secret under a key the service does not have (as after a
+    WEBHOOKS_ENCRYPTION_KEYS change that dropped the old key)."""
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0")
+    WebhookSecret.objects.filter(webhook=webhook).update(ciphertext=foreign.decode())
 
 
 @pytest.mark.django_db(transaction=True)
@@ -163,6 +171,31 @@ def test_a_delivery_deleted_while_sending_does_not_fail_the_others(tenant, other
     [delivery] = Delivery.objects.all()
     assert (delivery.webhook_id, delivery.status) == (fine.pk, DeliveryStatus.SUCCEEDED)
     assert attempt_of(fine).response_status == 204
+
+
+def test_an_undecryptable_secret_fails_its_delivery_alone(receiver, tenant, other_tenant, caplog):
+    broken = webhook_create(tenant=tenant, url=receiver.route("/a", status(204)))
+    healthy = webhook_create(tenant=other_tenant, url=receiver.route("/b", status(204)))
+    break_secret(broken)
+    ciphertext = WebhookSecret.objects.get(webhook=broken).ciphertext
+
+    with caplog.at_level(logging.ERROR, logger="webhooks.attempts"):
+        claim_send_record(publish_to(tenant) + publish_to(other_tenant))
+
+    assert len(receiver.requests_to("/b")) == 1
+    assert receiver.requests_to("/a") == []  # never sent unsigned
+    assert Delivery.objects.get(webhook=healthy).status == DeliveryStatus.SUCCEEDED
+    failed = Delivery.objects.get(webhook=broken)
+    # A failed attempt like any other: retried on schedule, in case the keys are fixed.
+    assert (failed.status, failed.attempts) == (DeliveryStatus.FAILED, 1)
+    assert failed.next_attempt_at is not None
+    attempt = attempt_of(broken)
+    assert (attempt.response_status, attempt.error_kind) == (None, "secret_unavailable")
+    assert "WEBHOOKS_ENCRYPTION_KEYS" in attempt.error_message
+    assert "WEBHOOKS_ENCRYPTION_KEYS" in failed.last_error
+    for text in (attempt.error_message, failed.last_error, caplog.text):
+        assert ciphertext not in text
+    assert broken.pk in caplog.text
 
 
 def test_an_answer_that_drips_in_is_recorded_as_a_timeout_within_webhooks_timeout(

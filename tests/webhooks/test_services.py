@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from webhooks.models import Delivery, DeliveryStatus, WebhookSecret
-from webhooks.secret_store import decrypt_secret, reencrypt_secret
+from webhooks.secret_store import SecretUnavailable, decrypt_secret, reencrypt_secret
 from webhooks.services import (
     webhook_create,
     webhook_disable,
@@ -14,6 +14,7 @@ from webhooks.services import (
     webhook_secret_rotate,
     webhook_secrets_live,
     webhook_update,
+    webhooks_secrets_live,
 )
 
 URL = "https://hooks.example.com/in"
@@ -139,6 +140,25 @@ def test_update_validates_like_create(tenant):
     assert "event_types" in info.value.message_dict
     with pytest.raises(TypeError):
         webhook_update(webhook=webhook, tenant=None)
+
+
+def test_a_secret_no_key_decrypts_makes_only_its_webhook_unavailable(tenant, settings):
+    from cryptography.fernet import Fernet
+
+    healthy = webhook_create(tenant=tenant, url=URL)
+    locked = webhook_create(tenant=tenant, url=URL)
+    webhook_secret_rotate(webhook=locked)  # two live secrets, one of them lost
+    lost = Fernet(Fernet.generate_key()).encrypt(b"whsec_lost").decode()
+    WebhookSecret.objects.filter(pk=WebhookSecret.objects.filter(webhook=locked).first().pk).update(
+        ciphertext=lost
+    )
+
+    live = webhooks_secrets_live(webhook_ids={healthy.pk, locked.pk})
+
+    assert live.unavailable == {locked.pk}
+    assert list(live.secrets) == [healthy.pk]  # none of the locked webhook's, not some
+    with pytest.raises(SecretUnavailable, match="WEBHOOKS_ENCRYPTION_KEYS"):
+        webhook_secrets_live(webhook=locked)
 
 
 def test_no_secret_reaches_the_logs(tenant, caplog):
