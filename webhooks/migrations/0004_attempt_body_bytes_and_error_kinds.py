@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("webhooks", "0002_leaner_indexes"),
+        ("webhooks", "0003_delivery_retry_permission"),
     ]
 
     operations = [
