@@ -41,6 +41,18 @@ def _decrypt(keys: tuple[bytes, ...], ciphertext: str) -> str:
         ) from None
 
 
+def secret_is_current(ciphertext: str) -> bool:
+    """Whether the newest key alone decrypts it (so re-encrypting would change nothing)."""
+    try:
+        Fernet(conf.encryption_keys()[0]).decrypt(ciphertext.encode())
+    except InvalidToken:
+        return False
+    return True
+
+
 def reencrypt_secret(ciphertext: str) -> str:
     """Re-encrypt with the newest key, for rotating WEBHOOKS_ENCRYPTION_KEYS."""
-    return _current().rotate(ciphertext.encode()).decode()
+    try:
+        return _current().rotate(ciphertext.encode()).decode()
+    except InvalidToken:
+        raise ValueError("no key in WEBHOOKS_ENCRYPTION_KEYS opens this secret") from None
