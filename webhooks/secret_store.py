@@ -3,6 +3,7 @@
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.core.exceptions import ImproperlyConfigured
 
 from webhooks import conf
 
@@ -16,8 +17,19 @@ def _fernet(keys: tuple[bytes, ...]) -> MultiFernet:
     return MultiFernet([Fernet(k) for k in keys])
 
 
+def _keys() -> tuple[bytes, ...]:
+    keys = tuple(conf.encryption_keys())
+    if not keys:
+        # Nothing to fall back to: a key derived from anything in the repository is public.
+        # Processes refuse to start without one (check ctrlplane.E002); this covers the rest.
+        raise ImproperlyConfigured(
+            "WEBHOOKS_ENCRYPTION_KEYS is empty, so secrets can be neither stored nor read."
+        )
+    return keys
+
+
 def _current() -> MultiFernet:
-    return _fernet(tuple(conf.encryption_keys()))
+    return _fernet(_keys())
 
 
 def encrypt_secret(secret: str) -> str:
@@ -25,7 +37,7 @@ def encrypt_secret(secret: str) -> str:
 
 
 def decrypt_secret(ciphertext: str) -> str:
-    return _decrypt(tuple(conf.encryption_keys()), ciphertext)
+    return _decrypt(_keys(), ciphertext)
 
 
 # Every claimed batch needs its webhooks' secrets; decrypting is the costly part, so
@@ -44,7 +56,7 @@ def _decrypt(keys: tuple[bytes, ...], ciphertext: str) -> str:
 def secret_is_current(ciphertext: str) -> bool:
     """Whether the newest key alone decrypts it (so re-encrypting would change nothing)."""
     try:
-        Fernet(conf.encryption_keys()[0]).decrypt(ciphertext.encode())
+        Fernet(_keys()[0]).decrypt(ciphertext.encode())
     except InvalidToken:
         return False
     return True
