@@ -249,6 +249,27 @@ if CACHE_URL.startswith(("redis://", "rediss://")):
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# --- HTTPS (behind a TLS-terminating proxy; docs/configuration.md, "Production") ----
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes and load balancers call these over plain HTTP on the private side.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# "HTTP_X_FORWARDED_PROTO,https": trust the proxy's header saying the request came over TLS.
+# Only behind a proxy that sets (or strips) that header on every request.
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER", [])
+if len(_proxy_ssl_header) not in (0, 2):
+    raise ConfigurationError(
+        "SECURE_PROXY_SSL_HEADER must be a header and a value, e.g. HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_PROXY_SSL_HEADER = (
+    (_proxy_ssl_header[0], _proxy_ssl_header[1]) if _proxy_ssl_header else None
+)
+
 # --- Operations ------------------------------------------------------------------
 # /metrics answers requests bearing this token, or from these networks.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
