@@ -123,6 +123,8 @@ def run_env() -> dict[str, str]:
     env = venv_env()
     # Locally, receivers usually listen on this machine; production keeps loopback blocked.
     env.setdefault("WEBHOOKS_ALLOWED_NETWORKS", "loopback")
+    # Production trusts no address range for /metrics unless told; here, this machine.
+    env.setdefault("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
     env.setdefault("LOG_FORMAT", "plain")
     return env
 

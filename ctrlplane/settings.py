@@ -271,6 +271,10 @@ SECURE_PROXY_SSL_HEADER = (
 )
 
 # --- Operations ------------------------------------------------------------------
-# /metrics answers requests bearing this token, or from these networks.
+# /metrics answers requests bearing this token, or from these networks. Loopback is trusted
+# by default only with DEBUG on: behind a reverse proxy on the same host every request comes
+# from loopback, so production trusts an address range only when the operator names it.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
-METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
+METRICS_ALLOWED_NETWORKS = env_list(
+    "METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"] if DEBUG else []
+)

@@ -82,6 +82,13 @@ def test_keys_set_by_the_user_win(var, monkeypatch):
     assert dev.venv_env()["WEBHOOKS_ENCRYPTION_KEYS"] == "user-key"
 
 
+def test_run_trusts_this_machine_for_metrics_unless_told_otherwise(var, monkeypatch):
+    monkeypatch.delenv("METRICS_ALLOWED_NETWORKS", raising=False)
+    assert dev.run_env()["METRICS_ALLOWED_NETWORKS"] == "127.0.0.0/8,::1/128"
+    monkeypatch.setenv("METRICS_ALLOWED_NETWORKS", "10.0.0.0/8")
+    assert dev.run_env()["METRICS_ALLOWED_NETWORKS"] == "10.0.0.0/8"
+
+
 def test_the_public_default_is_the_one_settings_use(settings):
     assert dev.INSECURE_DEFAULT_SECRET_KEY == settings.INSECURE_DEFAULT_SECRET_KEY
     assert dev.legacy_encryption_key("k").encode() == conf.legacy_encryption_key("k")

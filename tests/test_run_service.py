@@ -68,7 +68,7 @@ def test_run_starts_web_worker_and_beat_and_delivers_to_the_receiver(tmp_path):
     # No set-up: no services, no keys (dev.py makes them under var/), production's DEBUG.
     unset = (
         *("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "DJANGO_SETTINGS_MODULE", "DEBUG"),
-        *("SECRET_KEY", "WEBHOOKS_ENCRYPTION_KEYS"),
+        *("SECRET_KEY", "WEBHOOKS_ENCRYPTION_KEYS", "METRICS_ALLOWED_NETWORKS"),
     )
     env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
@@ -95,6 +95,7 @@ def test_run_starts_web_worker_and_beat_and_delivers_to_the_receiver(tmp_path):
         assert requests.get(f"{base}/readyz", timeout=10).json()["status"] == "ok"
         keys = tmp_path / "var" / "local-keys.env"
         assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+        assert requests.get(f"{base}/metrics", timeout=10).status_code == 200  # local: trusted
 
         manage = [sys.executable, "dev.py", "manage"]
         created = subprocess.run(
