@@ -171,7 +171,9 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
         if obj is None:
             return [(None, {"fields": main})]
         state = ["id", "status_label", "disabled_at", "disabled_reason", "failing_since"]
-        state += ["last_success_at", "created", "updated", "signing_secret"]
+        state += ["last_success_at", "created", "updated"]
+        if self.has_change_permission(request, obj):  # the reveal page's own rule
+            state.append("signing_secret")
         return [
             (None, {"fields": main}),
             ("State", {"fields": state}),
@@ -262,7 +264,9 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
             },
         )
 
-    @admin.action(description="Send a test event")
+    # Each action needs change_webhook: the permission under which the form already edits
+    # the URL and `active`, and the reveal page shows the secret.
+    @admin.action(description="Send a test event", permissions=["change"])
     def send_test_event(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
         for webhook in queryset:
             try:
@@ -271,13 +275,16 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
             except DeliveryNotRetryable as exc:
                 self.message_user(request, f"{webhook.url}: {exc}", messages.ERROR)
 
-    @admin.action(description="Rotate the signing secret (old one valid for the grace period)")
+    @admin.action(
+        description="Rotate the signing secret (old one valid for the grace period)",
+        permissions=["change"],
+    )
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
         for webhook in queryset:
             webhook_secret_rotate(webhook=webhook)
         self.message_user(request, f"Rotated {queryset.count()} secret(s).", messages.SUCCESS)
 
-    @admin.action(description="Disable")
+    @admin.action(description="Disable", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
         changed = sum(
             webhook_disable(webhook=w, reason=f"Disabled by {request.user} in the admin.")
@@ -285,7 +292,7 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
         )
         self.message_user(request, f"Disabled {changed} webhook(s).", messages.SUCCESS)
 
-    @admin.action(description="Enable")
+    @admin.action(description="Enable", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
         for webhook in queryset:
             webhook_enable(webhook=webhook)
@@ -312,6 +319,7 @@ ATTEMPT_FIELDS: tuple[str, ...] = (
     "error_kind",
     "error_message",
     "response_body",
+    "response_body_bytes",
     "response_headers",
     "request_headers",
 )
@@ -352,7 +360,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
     def badge(self, obj: Delivery) -> SafeString:
         return status_badge(obj.status)
 
-    @admin.action(description="Retry selected deliveries now")
+    @admin.action(description="Retry selected deliveries now", permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         retried, refused = 0, []
         for delivery in queryset:
@@ -365,14 +373,11 @@ class DeliveryAdmin(ReadOnlyAdmin):
         for line in refused:
             self.message_user(request, line, messages.WARNING)
 
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("webhooks.retry_delivery")
+
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_staff and request.user.has_perm("webhooks.view_delivery"))
-
-    def get_actions(self, request: HttpRequest) -> Any:
-        actions = super().get_actions(request)
-        if not request.user.has_perm("webhooks.change_delivery"):
-            actions.pop("retry_selected", None)
-        return actions
 
 
 @admin.register(Attempt)

@@ -119,6 +119,9 @@ class Delivery(models.Model):
     class Meta:
         verbose_name_plural = "deliveries"
         ordering = ["-created", "-id"]
+        # Deliveries are a read-only log (nobody holds a working change permission), so
+        # re-sending has a permission of its own.
+        permissions = [("retry_delivery", "Can retry deliveries")]
         constraints = [
             models.UniqueConstraint(fields=["event", "webhook"], name="delivery_event_webhook")
         ]
@@ -156,6 +159,8 @@ class ErrorKind(models.TextChoices):
     TLS = "tls", "TLS"
     BLOCKED_TARGET = "blocked_target", "Blocked target"
     HTTP = "http", "HTTP status"
+    SECRET_UNAVAILABLE = "secret_unavailable", "Secret unavailable"
+    RECORD_FAILED = "record_failed", "Record failed"
 
 
 class Attempt(models.Model):
@@ -173,6 +178,9 @@ class Attempt(models.Model):
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_headers = models.JSONField(default=dict)
     response_body = models.TextField(blank=True)
+    # Bytes of body received (up to WEBHOOKS_RESPONSE_BODY_LIMIT), before response_body
+    # replaced what a text column cannot hold. Null on attempts recorded before it existed.
+    response_body_bytes = models.PositiveIntegerField(null=True, blank=True)
     error_kind = models.CharField(max_length=20, choices=ErrorKind.choices, blank=True)
     error_message = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True)

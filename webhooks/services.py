@@ -3,6 +3,7 @@
 import logging
 from collections import defaultdict
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,7 +22,7 @@ from webhooks.header_secrets import (
     is_sensitive,
 )
 from webhooks.models import Delivery, DeliveryStatus, Webhook, WebhookSecret
-from webhooks.secret_store import decrypt_secret, encrypt_secret
+from webhooks.secret_store import SecretUnavailable, decrypt_secret, encrypt_secret
 from webhooks.signing import generate_secret
 from webhooks.validation import (
     clean_event_types,
@@ -136,9 +137,9 @@ def webhook_disable(*, webhook: Webhook, reason: str, notify: bool = True) -> bo
             extra={"webhook_id": webhook.pk, "tenant_id": webhook.tenant_id, "reason": reason},
         )
         if notify:
-            import events
+            from events.services import service_notice_publish
 
-            events.publish(
+            service_notice_publish(
                 WEBHOOK_DISABLED,
                 tenant=webhook.tenant_id,
                 data={"webhook_id": webhook.pk, "url": webhook.url, "reason": reason},
@@ -172,19 +173,29 @@ def _headers_set(
     webhook.sensitive_headers_ciphertext = encrypt_headers(split.sensitive)
 
 
-def webhooks_request_headers(*, webhooks: Collection[Webhook]) -> dict[str, dict[str, str]]:
+@dataclass(frozen=True)
+class RequestHeaders:
+    headers: dict[str, dict[str, str]]  # webhook -> its custom headers, decrypted
+    unavailable: frozenset[str]  # webhooks whose sensitive values no key decrypts
+
+
+def webhooks_request_headers(*, webhooks: Collection[Webhook]) -> RequestHeaders:
     """The custom headers to send, sensitive values decrypted, per webhook ID.
 
-    Raises ValueError if a webhook's sensitive values cannot be decrypted (a wrong
-    WEBHOOKS_ENCRYPTION_KEYS), as undecryptable signing secrets do.
+    A webhook whose sensitive values cannot be decrypted (WEBHOOKS_ENCRYPTION_KEYS lost
+    its key) is listed as unavailable, as undecryptable signing secrets are; the rest are
+    unaffected.
     """
-    return {
-        webhook.pk: {
-            **(webhook.headers or {}),
-            **decrypt_headers(webhook.sensitive_headers_ciphertext),
-        }
-        for webhook in webhooks
-    }
+    found: dict[str, dict[str, str]] = {}
+    unavailable: set[str] = set()
+    for webhook in webhooks:
+        try:
+            sensitive = decrypt_headers(webhook.sensitive_headers_ciphertext)
+        except SecretUnavailable:
+            unavailable.add(webhook.pk)
+            continue
+        found[webhook.pk] = {**(webhook.headers or {}), **sensitive}
+    return RequestHeaders(headers=found, unavailable=frozenset(unavailable))
 
 
 def _secret_add(*, webhook: Webhook, secret: str | None = None) -> str:
@@ -207,14 +218,31 @@ def webhook_secret_rotate(*, webhook: Webhook, grace_period: timedelta | None = 
 
 
 def webhook_secrets_live(*, webhook: Webhook, now: datetime | None = None) -> list[str]:
-    """Secrets that sign right now, newest first."""
-    return list(webhooks_secrets_live(webhook_ids={webhook.pk}, now=now).get(webhook.pk, ()))
+    """Secrets that sign right now, newest first. Raises SecretUnavailable if one cannot
+    be decrypted."""
+    live = webhooks_secrets_live(webhook_ids={webhook.pk}, now=now)
+    if live.unavailable:
+        raise SecretUnavailable(
+            "a webhook secret could not be decrypted; is WEBHOOKS_ENCRYPTION_KEYS complete?"
+        )
+    return list(live.secrets.get(webhook.pk, ()))
+
+
+@dataclass(frozen=True)
+class LiveSecrets:
+    secrets: dict[str, tuple[str, ...]]  # webhook -> its live secrets, newest first
+    unavailable: frozenset[str]  # webhooks with a live secret no key decrypts
 
 
 def webhooks_secrets_live(
     *, webhook_ids: Collection[str], now: datetime | None = None
-) -> dict[str, tuple[str, ...]]:
-    """Live secrets of many webhooks in one query, newest first for each."""
+) -> LiveSecrets:
+    """Live secrets of many webhooks in one query, newest first for each.
+
+    A webhook with a secret that cannot be decrypted (WEBHOOKS_ENCRYPTION_KEYS lost its
+    key) is listed as unavailable, with none of its secrets: signing with only some of
+    them would fail receivers that still verify with the others. The rest are unaffected.
+    """
     moment = now or timezone.now()
     rows = (
         WebhookSecret.objects.filter(webhook_id__in=webhook_ids)
@@ -223,9 +251,16 @@ def webhooks_secrets_live(
         .values_list("webhook_id", "ciphertext")
     )
     found: dict[str, list[str]] = defaultdict(list)
+    unavailable: set[str] = set()
     for webhook_id, ciphertext in rows:
-        found[webhook_id].append(decrypt_secret(ciphertext))
-    return {k: tuple(v) for k, v in found.items()}
+        try:
+            found[webhook_id].append(decrypt_secret(ciphertext))
+        except SecretUnavailable:
+            unavailable.add(webhook_id)
+    return LiveSecrets(
+        secrets={k: tuple(v) for k, v in found.items() if k not in unavailable},
+        unavailable=frozenset(unavailable),
+    )
 
 
 def webhook_secret_current(*, webhook: Webhook) -> str:

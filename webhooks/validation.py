@@ -3,15 +3,17 @@
 import re
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from events.catalogue import catalogue
 from events.patterns import is_pattern
 from webhooks import conf
-from webhooks.targets import InvalidTargetURL, NetworkPolicy, validate_target_url
+from webhooks.targets import InvalidTargetURL, NetworkPolicy, OwnHosts, validate_target_url
 from webhooks.transport import RESERVED_HEADERS
 
 # Matched with fullmatch: `$` would also match before a final newline ("X-A\n").
@@ -25,13 +27,23 @@ MAX_EVENT_TYPES = 100
 
 
 def network_policy() -> NetworkPolicy:
-    return _policy_for(conf.allowed_networks())
+    """What webhooks may reach: the allowed networks, and never this service itself."""
+    own_hosts = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not own_hosts:  # what Django then answers to
+        own_hosts = [".localhost", "127.0.0.1", "[::1]"]
+    site_url = str(getattr(settings, "SITE_URL", ""))
+    web_port = int(getattr(settings, "WEB_PORT", 8000))
+    return _policy_for(conf.allowed_networks(), tuple(own_hosts), site_url, web_port)
 
 
 @lru_cache(maxsize=32)
-def _policy_for(names: tuple[str, ...]) -> NetworkPolicy:
+def _policy_for(
+    names: tuple[str, ...], own_hosts: tuple[str, ...], site_url: str, web_port: int
+) -> NetworkPolicy:
     # Read on every send; parsing the networks each time would show on the hot path.
-    return NetworkPolicy.from_names(names)
+    return replace(
+        NetworkPolicy.from_names(names), own_hosts=OwnHosts.of(own_hosts, site_url, [web_port])
+    )
 
 
 def clean_url(url: Any) -> str:

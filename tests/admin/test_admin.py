@@ -234,7 +234,7 @@ def hook_with_credentials(tenant):
 
 def sent_headers(webhook):
     webhook.refresh_from_db()
-    return webhooks_request_headers(webhooks=[webhook])[webhook.pk]
+    return webhooks_request_headers(webhooks=[webhook]).headers[webhook.pk]
 
 
 def test_change_form_shows_sensitive_values_redacted_and_keeps_them_on_save(

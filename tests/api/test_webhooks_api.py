@@ -64,6 +64,15 @@ def test_secret_endpoint_reveals_it_and_rotation_keeps_the_old_one_for_the_grace
     assert webhook_secrets_live(webhook=hook) == [new, old]
 
 
+def test_responses_that_reveal_a_secret_are_never_cached(api, hook):
+    revealed = api.get(f"/api/v1/webhooks/{hook.pk}/secret/")
+    rotated = api.post(f"/api/v1/webhooks/{hook.pk}/rotate-secret/", {}, format="json")
+    for response in (revealed, rotated):
+        assert response.status_code == 200
+        directives = {d.strip() for d in response["Cache-Control"].split(",")}
+        assert {"no-store", "private"} <= directives
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
@@ -111,6 +120,69 @@ def test_malformed_json_is_a_400(api):
         "POST", "/api/v1/webhooks/", "{not json", content_type="application/json"
     )
     assert response.status_code == 400
+
+
+UNICODE_DIGIT_URLS = [  # the hosts: full-width, circled, bold, and the metadata one
+    "http://\uff11\uff12\uff17.\uff10.\uff10.\uff11/",
+    "http://\u2460\u2461\u2466.0.0.1/",
+    "http://\U0001d7cf\U0001d7d0\U0001d7d5.\U0001d7ce.\U0001d7ce.\U0001d7cf/",
+    "http://\uff11\uff16\uff19.\uff12\uff15\uff14.\uff11\uff16\uff19.\uff12\uff15\uff14/latest/",
+]
+
+
+@pytest.mark.parametrize("url", UNICODE_DIGIT_URLS)
+@pytest.mark.parametrize("allowed", [[], ["loopback", "link_local"]], ids=["strict", "lenient"])
+def test_create_refuses_hosts_written_in_unicode_digits(api, settings, url, allowed):
+    settings.WEBHOOKS_ALLOWED_NETWORKS = allowed
+    response = api.post("/api/v1/webhooks/", {"url": url}, format="json")
+    assert response.status_code == 400
+    assert "digits that are not ASCII" in str(response.json()["url"])
+    assert not Webhook.objects.exists()
+
+
+@pytest.fixture
+def own_hosts(settings) -> None:
+    settings.ALLOWED_HOSTS = [
+        "testserver",
+        "ctrl.example.com",
+        ".ctrl.example.net",
+        "localhost",
+        "127.0.0.1",
+    ]
+    settings.SITE_URL = "https://events.example.org"
+    settings.WEB_PORT = 8000
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ctrl.example.com/api/v1/events/",
+        "https://eu.ctrl.example.net/api/v1/events/",
+        "https://events.example.org/api/v1/events/",
+        "http://127.0.0.1:8000/api/v1/events/",
+        "http://localhost:8000/api/v1/events/",
+    ],
+)
+def test_create_refuses_the_services_own_hosts(api, own_hosts, url):
+    response = api.post("/api/v1/webhooks/", {"url": url}, format="json")
+    assert response.status_code == 400
+    assert "this service's own address" in str(response.json()["url"])
+    assert not Webhook.objects.exists()
+
+
+def test_a_webhook_cannot_be_moved_onto_the_services_own_host(api, own_hosts, hook):
+    response = api.patch(
+        f"/api/v1/webhooks/{hook.pk}/", {"url": "https://ctrl.example.com/x"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "own address" in str(response.json()["url"])
+    hook.refresh_from_db()
+    assert hook.url == URL
+
+
+def test_a_local_receiver_on_another_port_can_still_be_registered(api, own_hosts):
+    response = api.post("/api/v1/webhooks/", {"url": "http://127.0.0.1:8001/in"}, format="json")
+    assert response.status_code == 201, response.content
 
 
 def test_patch_changes_fields_and_active_reenables(api, hook):
@@ -255,7 +327,7 @@ def stored_values(webhook_id: str) -> dict[str, str]:
     from webhooks.services import webhooks_request_headers
 
     webhook = Webhook.objects.get(pk=webhook_id)
-    return webhooks_request_headers(webhooks=[webhook])[webhook.pk]
+    return webhooks_request_headers(webhooks=[webhook]).headers[webhook.pk]
 
 
 def test_sensitive_headers_are_encrypted_and_never_shown_again(api):

@@ -11,8 +11,11 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 import events
 from tests.receiver import hang, sequence, status, wait_until
+from tests.services import require_postgres
+from tests.webhooks.test_attempts import BOGUS_GZIP, break_secret
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
 from webhooks.services import webhook_create, webhook_secret_current, webhook_secret_rotate
+from webhooks.sweeper import deliveries_sweep
 
 pytestmark = [pytest.mark.integration]
 
@@ -304,3 +307,49 @@ def test_a_full_lane_gives_deliveries_back_unsent(celery_worker, receiver, tenan
     wait_until(lambda: given_back.count() == 3)
     assert all(d.next_attempt_at > timezone.now() for d in given_back)  # later, by the sweeper
     assert not Attempt.objects.filter(delivery__in=given_back).exists()
+
+
+def test_one_tenants_hostile_receivers_cost_another_tenant_nothing(
+    celery_worker, receiver, tenant, other_tenant, fast_retries, settings
+):
+    """Answers PostgreSQL cannot store as sent, and a secret no key decrypts, in the same
+    worker as another tenant's deliveries: those are delivered exactly once, and nothing
+    is left `sending` for the sweeper to send again."""
+    require_postgres()
+    settings.WEBHOOKS_RETRY_SCHEDULE = [0]  # one attempt each, so the test ends
+    answers = {
+        "/nul": status(200, body=b"ok\x00"),
+        "/latin": status(200, body=b"caf\xe9 \xff"),
+        "/gzip": BOGUS_GZIP,
+        "/odd-header": status(200, {"X-Odd": "caf\xe9"}),
+    }
+    hostile = [
+        webhook_create(tenant=tenant, url=receiver.route(path, answer), event_types=["deploy.*"])
+        for path, answer in answers.items()
+    ]
+    locked = webhook_create(
+        tenant=tenant, url=receiver.route("/locked", status(204)), event_types=["deploy.*"]
+    )
+    break_secret(locked)
+    others = [
+        webhook_create(tenant=other_tenant, url=receiver.route(f"/b{n}", status(204)))
+        for n in range(5)
+    ]
+
+    with transaction.atomic():  # one commit: one dispatch for both tenants' deliveries
+        events.publish("deploy.started", tenant=tenant)
+        events.publish("deploy.started", tenant=other_tenant)
+
+    for webhook in [*hostile, *others]:
+        wait_for_status(webhook, DeliveryStatus.SUCCEEDED)
+    wait_for_status(locked, DeliveryStatus.EXHAUSTED)
+    deliveries_sweep()
+    time.sleep(1)  # time for anything sent again to arrive
+
+    assert not Delivery.objects.filter(status=DeliveryStatus.SENDING).exists()
+    assert [len(receiver.requests_to(f"/b{n}")) for n in range(5)] == [1] * 5
+    assert [len(receiver.requests_to(path)) for path in answers] == [1] * len(answers)
+    assert receiver.requests_to("/locked") == []
+    nul = Attempt.objects.get(delivery__webhook=hostile[0])
+    assert (nul.response_body, nul.response_body_bytes) == ("ok\ufffd", 3)
+    assert Attempt.objects.get(delivery__webhook=locked).error_kind == "secret_unavailable"

@@ -1,8 +1,13 @@
-"""Data migrations, run forwards from the schema before them on a real database."""
+"""Data migrations in webhooks/migrations: run forwards from the schema before them on a real
+database, or their functions called against today's tables."""
 
+import importlib
 import json
+from types import SimpleNamespace
 
 import pytest
+from django.apps import apps
+from django.contrib.auth.models import Group, Permission, User
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -10,8 +15,10 @@ from django.utils import timezone
 
 from webhooks.header_secrets import decrypt_headers
 
-BEFORE = [("webhooks", "0002_leaner_indexes")]
-AFTER = [("webhooks", "0003_sensitive_headers")]
+retry_permission = importlib.import_module("webhooks.migrations.0003_delivery_retry_permission")
+
+BEFORE = [("webhooks", "0004_attempt_body_bytes_and_error_kinds")]
+AFTER = [("webhooks", "0005_sensitive_headers")]
 
 
 def migrate(targets):
@@ -27,7 +34,7 @@ def old_apps(transactional_db):
     call_command("migrate", verbosity=0)
 
 
-def test_0003_encrypts_sensitive_headers_and_redacts_old_attempts(old_apps):
+def test_0005_encrypts_sensitive_headers_and_redacts_old_attempts(old_apps):
     Tenant = old_apps.get_model("tenants", "Tenant")
     Webhook = old_apps.get_model("webhooks", "Webhook")
     EventRecord = old_apps.get_model("events", "EventRecord")
@@ -93,3 +100,31 @@ def test_0003_encrypts_sensitive_headers_and_redacts_old_attempts(old_apps):
         **credentials,
         "X-Team": "ops",
     }
+
+
+def test_whoever_could_retry_through_change_delivery_keeps_the_right_to_retry(db):
+    # Given an upgrade: retry_delivery not yet created, change_delivery held by some.
+    Permission.objects.filter(codename="retry_delivery").delete()
+    change = Permission.objects.get(content_type__app_label="webhooks", codename="change_delivery")
+    team = Group.objects.create(name="on-call")
+    team.permissions.add(change)
+    operator = User.objects.create_user("operator", is_staff=True)
+    operator.user_permissions.add(change)
+    viewer = User.objects.create_user("viewer", is_staff=True)
+
+    retry_permission.grant_retry_to_change_holders(apps, SimpleNamespace(connection=connection))
+
+    retry = Permission.objects.get(content_type__app_label="webhooks", codename="retry_delivery")
+    assert retry.name == "Can retry deliveries"
+    assert list(retry.group_set.all()) == [team]
+    assert list(retry.user_set.all()) == [operator]
+    assert User.objects.get(pk=operator.pk).has_perm("webhooks.retry_delivery")
+    assert not User.objects.get(pk=viewer.pk).has_perm("webhooks.retry_delivery")
+
+
+def test_a_fresh_database_has_nothing_to_carry_over(db):
+    Permission.objects.filter(content_type__app_label="webhooks").delete()
+
+    retry_permission.grant_retry_to_change_holders(apps, SimpleNamespace(connection=connection))
+
+    assert not Permission.objects.filter(content_type__app_label="webhooks").exists()

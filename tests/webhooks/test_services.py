@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from webhooks.header_secrets import decrypt_headers
 from webhooks.models import Delivery, DeliveryStatus, WebhookSecret
-from webhooks.secret_store import decrypt_secret, reencrypt_secret
+from webhooks.secret_store import SecretUnavailable, decrypt_secret, reencrypt_secret
 from webhooks.services import (
     webhook_create,
     webhook_disable,
@@ -16,6 +16,7 @@ from webhooks.services import (
     webhook_secrets_live,
     webhook_update,
     webhooks_request_headers,
+    webhooks_secrets_live,
 )
 
 URL = "https://hooks.example.com/in"
@@ -156,6 +157,25 @@ def test_update_validates_like_create(tenant):
         webhook_update(webhook=webhook, tenant=None)
 
 
+def test_a_secret_no_key_decrypts_makes_only_its_webhook_unavailable(tenant, settings):
+    from cryptography.fernet import Fernet
+
+    healthy = webhook_create(tenant=tenant, url=URL)
+    locked = webhook_create(tenant=tenant, url=URL)
+    webhook_secret_rotate(webhook=locked)  # two live secrets, one of them lost
+    lost = Fernet(Fernet.generate_key()).encrypt(b"whsec_lost").decode()
+    WebhookSecret.objects.filter(pk=WebhookSecret.objects.filter(webhook=locked).first().pk).update(
+        ciphertext=lost
+    )
+
+    live = webhooks_secrets_live(webhook_ids={healthy.pk, locked.pk})
+
+    assert live.unavailable == {locked.pk}
+    assert list(live.secrets) == [healthy.pk]  # none of the locked webhook's, not some
+    with pytest.raises(SecretUnavailable, match="WEBHOOKS_ENCRYPTION_KEYS"):
+        webhook_secrets_live(webhook=locked)
+
+
 def test_no_secret_reaches_the_logs(tenant, caplog):
     with caplog.at_level(logging.DEBUG):
         webhook = webhook_create(tenant=tenant, url=URL)
@@ -190,7 +210,7 @@ def test_sensitive_header_values_are_stored_encrypted(tenant):
         "Authorization": "<redacted>",
         "X-Foo": "<redacted>",
     }
-    assert webhooks_request_headers(webhooks=[webhook]) == {
+    assert webhooks_request_headers(webhooks=[webhook]).headers == {
         webhook.pk: {"Authorization": "Bearer b-1", "X-Foo": "f-1", "X-Team": "ops"}
     }
 
@@ -202,7 +222,7 @@ def test_update_keeps_replaces_and_removes_sensitive_values(tenant):
         headers={"Authorization": "Bearer b-1", "X-Foo": "f-1"},
         sensitive_headers=["X-Foo"],
     )
-    sent = lambda: webhooks_request_headers(webhooks=[webhook])[webhook.pk]  # noqa: E731
+    sent = lambda: webhooks_request_headers(webhooks=[webhook]).headers[webhook.pk]  # noqa: E731
 
     webhook_update(webhook=webhook, description="unrelated")
     assert sent() == {"Authorization": "Bearer b-1", "X-Foo": "f-1"}
@@ -223,3 +243,17 @@ def test_update_keeps_replaces_and_removes_sensitive_values(tenant):
     webhook.refresh_from_db()
     assert (webhook.headers, webhook.sensitive_headers) == ({}, [])
     assert webhook.sensitive_headers_ciphertext == ""
+
+
+def test_sensitive_headers_no_key_decrypts_make_only_their_webhook_unavailable(tenant, settings):
+    from cryptography.fernet import Fernet
+
+    settings.WEBHOOKS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    lost = webhook_create(tenant=tenant, url=URL, headers={"Authorization": "Bearer lost"})
+    settings.WEBHOOKS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    fine = webhook_create(tenant=tenant, url=URL, headers={"Authorization": "Bearer fine"})
+
+    found = webhooks_request_headers(webhooks=[lost, fine])
+
+    assert found.unavailable == {lost.pk}
+    assert found.headers == {fine.pk: {"Authorization": "Bearer fine"}}

@@ -163,7 +163,8 @@ class AttemptOutput(serializers.ModelSerializer[Attempt]):
         model = Attempt
         fields = [
             "id", "attempt_number", "trigger", "started_at", "duration_ms", "request_headers",
-            "response_status", "response_headers", "response_body", "error_kind", "error_message",
+            "response_status", "response_headers", "response_body", "response_body_bytes",
+            "error_kind", "error_message",
         ]  # fmt: skip
         read_only_fields = fields
         extra_kwargs = {
@@ -196,6 +197,10 @@ class EventTypeOutput(serializers.Serializer[Any]):
     name = serializers.CharField()
     description = serializers.CharField()
     schema = serializers.JSONField(allow_null=True)
+    service_only = serializers.BooleanField(
+        help_text="A notice the service sends about itself: subscribe to it; publishing it "
+        "is refused."
+    )
 
 
 class ErrorOutput(serializers.Serializer[Any]):

@@ -102,7 +102,7 @@ def redact_attempt_headers(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("webhooks", "0002_leaner_indexes"),
+        ("webhooks", "0004_attempt_body_bytes_and_error_kinds"),
     ]
 
     operations = [
