@@ -36,6 +36,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "ctrlplane.tenants",
+    "ctrlplane.heartbeats",
     "ctrlplane.pages",
     "events",
     "webhooks",
@@ -122,6 +123,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
+# Worker and beat each record a heartbeat this often (seconds); beat's comes from its
+# scheduler loop (ctrlplane/heartbeats/beat.py). The home page and /readyz show them.
+HEARTBEAT_INTERVAL = env_float("HEARTBEAT_INTERVAL", 10)
+CELERY_BEAT_SCHEDULER = "ctrlplane.heartbeats.beat:HeartbeatScheduler"
 
 # --- Event bus --------------------------------------------------------------
 EVENTS_BUS_BUFFER_SIZE = env_int("EVENTS_BUS_BUFFER_SIZE", 1000)
