@@ -5,8 +5,10 @@ from drf_spectacular.views import SpectacularAPIView
 from ctrlplane.health import healthz, readyz
 from ctrlplane.metrics_view import metrics
 from ctrlplane.pages.api_docs import RedocView, SwaggerView
+from ctrlplane.pages.views import home
 
 urlpatterns = [
+    path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
