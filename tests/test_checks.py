@@ -1,5 +1,7 @@
 """ctrlplane/checks.py: a public key stops every process in production.
 
+The encryption-key checks are in tests/webhooks/test_checks.py.
+
 The checks themselves are called in this process; the refusal to start is tested on the
 real commands (migrate, gunicorn, the Celery worker and beat) in child processes.
 """
@@ -13,81 +15,38 @@ import sys
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
 
-from ctrlplane.checks import EXIT_REFUSED, check_keys
-from webhooks.conf import legacy_encryption_key
+from ctrlplane.checks import EXIT_REFUSED, check_secret_key
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_KEY = "insecure-local-development-key-change-me"
-PUBLIC_FERNET_KEY = legacy_encryption_key(DEFAULT_KEY).decode()
 
 
 def ids(messages) -> list[str]:
     return sorted(m.id for m in messages)
 
 
-@pytest.fixture
-def production(settings):
+def test_production_with_a_random_secret_key_is_clean(settings):
     settings.DEBUG = False
     settings.SECRET_KEY = "a-long-random-value-" + "x" * 40
-    settings.WEBHOOKS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
-    return settings
+    assert check_secret_key() == []
 
 
-def test_production_with_both_keys_set_is_clean(production):
-    assert check_keys() == []
-
-
-def test_production_refuses_the_default_secret_key(production):
-    production.SECRET_KEY = DEFAULT_KEY
-    messages = check_keys()
+def test_production_refuses_the_default_secret_key(settings):
+    settings.DEBUG = False
+    settings.SECRET_KEY = DEFAULT_KEY
+    messages = check_secret_key()
     assert ids(messages) == ["ctrlplane.E001"]
     assert all(m.is_serious() for m in messages)
+    assert DEFAULT_KEY not in " ".join(f"{m.msg} {m.hint}" for m in messages)
 
 
-def test_production_refuses_an_empty_encryption_key_list(production):
-    production.WEBHOOKS_ENCRYPTION_KEYS = []
-    assert ids(check_keys()) == ["ctrlplane.E002"]
-
-
-def test_the_default_install_fails_both(production):
-    production.SECRET_KEY = DEFAULT_KEY
-    production.WEBHOOKS_ENCRYPTION_KEYS = []
-    assert ids(check_keys()) == ["ctrlplane.E001", "ctrlplane.E002"]
-
-
-def test_the_public_legacy_key_may_decrypt_but_never_encrypt(production):
-    new = production.WEBHOOKS_ENCRYPTION_KEYS[0]
-    production.WEBHOOKS_ENCRYPTION_KEYS = [new, PUBLIC_FERNET_KEY]  # an upgrade, mid-way
-    assert check_keys() == []
-    production.WEBHOOKS_ENCRYPTION_KEYS = [PUBLIC_FERNET_KEY, new]
-    assert ids(check_keys()) == ["ctrlplane.E003"]
-
-
-def test_with_debug_on_a_public_secret_key_only_warns(production):
-    production.DEBUG = True
-    production.SECRET_KEY = DEFAULT_KEY
-    messages = check_keys()
+def test_with_debug_on_a_public_secret_key_only_warns(settings):
+    settings.DEBUG = True
+    settings.SECRET_KEY = DEFAULT_KEY
+    messages = check_secret_key()
     assert ids(messages) == ["ctrlplane.W001"]
     assert not any(m.is_serious() for m in messages)
-    production.WEBHOOKS_ENCRYPTION_KEYS = [PUBLIC_FERNET_KEY]
-    assert ids(check_keys()) == ["ctrlplane.W001", "ctrlplane.W003"]
-
-
-def test_with_debug_on_no_encryption_key_is_still_an_error(production):
-    # There is no fallback key any more, so such a process could not store a secret at all.
-    production.DEBUG = True
-    production.WEBHOOKS_ENCRYPTION_KEYS = []
-    assert ids(check_keys()) == ["ctrlplane.E002"]
-
-
-def test_messages_never_contain_the_keys(production):
-    production.SECRET_KEY = DEFAULT_KEY
-    production.WEBHOOKS_ENCRYPTION_KEYS = [PUBLIC_FERNET_KEY]
-    text = " ".join(f"{m.msg} {m.hint}" for m in check_keys())
-    assert DEFAULT_KEY not in text
-    assert PUBLIC_FERNET_KEY not in text
 
 
 # --- Every process refuses to start -------------------------------------------------------
@@ -139,7 +98,7 @@ def test_every_process_refuses_to_start_with_the_default_keys(tmp_path, role):
     code, output = start(role, default_install_env(tmp_path))
     assert code != 0
     assert "ctrlplane.E001" in output
-    assert "ctrlplane.E002" in output
+    assert "webhooks.E007" in output
     assert "SECRET_KEY is the development default" in output
     if role != "migrate":  # migrate stops in Django's own check run, with its own words
         assert code == EXIT_REFUSED
@@ -150,5 +109,5 @@ def test_a_missing_encryption_key_alone_stops_the_worker(tmp_path):
     env = default_install_env(tmp_path, SECRET_KEY="s" * 60)
     code, output = start("worker", env)
     assert code == EXIT_REFUSED
-    assert "ctrlplane.E002" in output
+    assert "webhooks.E007" in output
     assert "ctrlplane.E001" not in output

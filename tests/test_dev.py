@@ -11,8 +11,9 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 
 import dev
-from ctrlplane.checks import check_keys
+from ctrlplane.checks import check_secret_key
 from webhooks import conf
+from webhooks.checks import check_encryption_keys
 from webhooks.models import WebhookSecret
 from webhooks.services import webhook_create, webhook_secret_current, webhook_secret_rotate
 
@@ -69,7 +70,7 @@ def test_the_processes_get_the_keys_and_pass_the_checks(var, monkeypatch, settin
     settings.DEBUG = False
     settings.SECRET_KEY = env["SECRET_KEY"]
     settings.WEBHOOKS_ENCRYPTION_KEYS = env["WEBHOOKS_ENCRYPTION_KEYS"].split(",")
-    assert check_keys() == []
+    assert check_secret_key() + check_encryption_keys() == []
 
 
 def test_keys_set_by_the_user_win(var, monkeypatch):
@@ -114,7 +115,7 @@ def test_an_install_from_before_local_keys_keeps_its_secrets(var, tenant, settin
     settings.WEBHOOKS_ENCRYPTION_KEYS = keys
     settings.DEBUG = False
     settings.SECRET_KEY = dev.local_keys(var, {})["SECRET_KEY"]
-    assert check_keys() == []
+    assert check_secret_key() + check_encryption_keys() == []
     assert webhook_secret_current(webhook=hook) == second
 
     call_command("reencrypt_secrets", stdout=io.StringIO())

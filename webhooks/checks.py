@@ -4,7 +4,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from webhooks import conf
 from webhooks.targets import NetworkPolicy
@@ -64,3 +64,38 @@ def check_webhook_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
             )
         )
     return messages
+
+
+_GENERATE_FERNET_KEY = (
+    "python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())'"
+)
+
+
+@register(Tags.security)
+def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    # No key is derived from anything any more, so without one no process could store or
+    # read a webhook secret: that stops every process, DEBUG or not.
+    keys = conf.encryption_keys()
+    if not keys:
+        return [
+            Error(
+                "WEBHOOKS_ENCRYPTION_KEYS is empty, so webhook signing secrets cannot be "
+                "encrypted at rest.",
+                hint=f"Set it to a Fernet key: {_GENERATE_FERNET_KEY} "
+                "(`python3 dev.py run` makes local keys by itself).",
+                id="webhooks.E007",
+            )
+        ]
+    if keys[0] != conf.legacy_encryption_key(settings.INSECURE_DEFAULT_SECRET_KEY):
+        return []
+    text = (
+        "The newest WEBHOOKS_ENCRYPTION_KEYS key is the one older versions derived from "
+        "the public default SECRET_KEY, so anyone can decrypt what it encrypts."
+    )
+    hint = (
+        f"Put a new key first ({_GENERATE_FERNET_KEY}), keep this one after it, and run "
+        "`manage.py reencrypt_secrets`."
+    )
+    if settings.DEBUG:
+        return [Warning(text, hint=hint, id="webhooks.W008")]
+    return [Error(text, hint=hint, id="webhooks.E008")]

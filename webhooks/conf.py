@@ -102,7 +102,7 @@ def allowed_networks() -> tuple[str, ...]:
 def encryption_keys() -> list[bytes]:
     """WEBHOOKS_ENCRYPTION_KEYS: Fernet keys for secrets at rest, newest first. Older keys
     still decrypt, so keys can be rotated (`manage.py reencrypt_secrets`). No default: a
-    key derived from anything in the repository would be public (check ctrlplane.E002)."""
+    key derived from anything in the repository would be public (check webhooks.E007)."""
     keys = _get("WEBHOOKS_ENCRYPTION_KEYS", ())
     assert isinstance(keys, list | tuple)
     return [str(k).encode() for k in keys]

@@ -21,7 +21,7 @@ def _keys() -> tuple[bytes, ...]:
     keys = tuple(conf.encryption_keys())
     if not keys:
         # Nothing to fall back to: a key derived from anything in the repository is public.
-        # Processes refuse to start without one (check ctrlplane.E002); this covers the rest.
+        # Processes refuse to start without one (check webhooks.E007); this covers the rest.
         raise ImproperlyConfigured(
             "WEBHOOKS_ENCRYPTION_KEYS is empty, so secrets can be neither stored nor read."
         )
