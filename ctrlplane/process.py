@@ -19,6 +19,9 @@ def command(role: str, env: dict[str, str]) -> list[str]:
             python, "-m", "gunicorn", "ctrlplane.wsgi", "--bind", bind,
             "--workers", env.get("WEB_CONCURRENCY", "2"), "--access-logfile", "-",
             "--graceful-timeout", "20",
+            # gunicorn's control socket defaults to ~/.gunicorn/, shared by every gunicorn
+            # of the user; nothing here uses gunicornc (signals stop and reload).
+            "--no-control-socket",
         ]  # fmt: skip
     if role == "worker":
         return [
