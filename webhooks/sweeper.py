@@ -44,6 +44,13 @@ def deliveries_sweep(*, now: datetime | None = None) -> SweepReport:
         dispatched += sent
         if sent < batch:
             break
+    # Beat runs this every few seconds: an idle sweep is DEBUG, only work is news.
+    logger.log(
+        logging.INFO if dispatched or recovered else logging.DEBUG,
+        "sweep: dispatched %d due deliveries, recovered %d stuck in sending",
+        dispatched,
+        recovered,
+    )
     return SweepReport(dispatched=dispatched, recovered=recovered)
 
 
