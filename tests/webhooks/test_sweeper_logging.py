@@ -1,7 +1,9 @@
 """Beat runs the sweep every few seconds: an idle sweep says nothing at INFO, neither
-itself nor through Celery's lines about the task; a sweep that did something says so."""
+itself nor through Celery's lines about the task (except a process's first sweep, once);
+a sweep that did something says so."""
 
 import logging
+import threading
 from datetime import timedelta
 
 import pytest
@@ -12,6 +14,7 @@ from django.utils import timezone
 import events
 from ctrlplane.celery import app
 from tests.receiver import wait_until
+from webhooks import sweeper
 from webhooks.models import Delivery
 from webhooks.services import webhook_create
 from webhooks.sweeper import deliveries_sweep
@@ -23,7 +26,32 @@ def sweeper_records(caplog) -> list[tuple[str, str]]:
     return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "webhooks.sweeper"]
 
 
-def test_an_idle_sweep_logs_at_debug_only(db, caplog):
+@pytest.fixture
+def first_sweep(monkeypatch) -> None:
+    """As in a fresh worker process: no sweep has run yet."""
+    monkeypatch.setattr(sweeper, "_announced", threading.Event())
+
+
+@pytest.fixture
+def announced(first_sweep) -> None:
+    """As in a worker that has already said sweeps arrive."""
+    sweeper._announced.set()
+
+
+def test_the_first_sweep_in_a_process_says_so_at_info_even_when_idle(db, caplog, first_sweep):
+    with caplog.at_level(logging.INFO):
+        deliveries_sweep()
+        deliveries_sweep()
+    assert sweeper_records(caplog) == [
+        (
+            "INFO",
+            "sweep: dispatched 0 due deliveries, recovered 0 stuck in sending "
+            "(first sweep in this process; idle sweeps log at DEBUG)",
+        )
+    ]
+
+
+def test_an_idle_sweep_logs_at_debug_only(db, caplog, announced):
     with caplog.at_level(logging.INFO):
         deliveries_sweep()
     assert sweeper_records(caplog) == []
@@ -35,7 +63,7 @@ def test_an_idle_sweep_logs_at_debug_only(db, caplog):
     ]
 
 
-def test_a_sweep_that_dispatched_something_logs_at_info(tenant, caplog):
+def test_a_sweep_that_dispatched_something_logs_at_info(tenant, caplog, announced):
     hook = webhook_create(tenant=tenant, url="https://hooks.example.com/in")
     events.publish("deploy.started", tenant=tenant)
     Delivery.objects.filter(webhook=hook).update(
