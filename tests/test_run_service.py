@@ -125,7 +125,7 @@ def test_run_starts_web_worker_and_beat_and_delivers_to_the_receiver(tmp_path):
 
         line = received.wait_for(f"webhook-id={event['id']}", timeout=60)
         assert "deploy.succeeded" in line
-        assert "signature verified" in line
+        assert "verified (secret #1)" in line
         # Beat schedules the sweeper and the worker runs it (its first sweep says so at INFO).
         output.wait_for("first sweep in this process", timeout=60)
         delivery = api.get(f"{base}/api/v1/deliveries/?event={event['id']}", timeout=10).json()
