@@ -1,7 +1,9 @@
 """Shared set-up for benchmarks: Django on a throwaway test database, and timing helpers."""
 
+import base64
 import json
 import os
+import secrets
 import signal
 import statistics
 import subprocess
@@ -19,6 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def django_test_database() -> Iterator[None]:
     """Configure Django and create (then drop) a `test_…` database, like the test runner."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ctrlplane.settings")
+    # A throwaway database needs no lasting keys; worker processes started later inherit these.
+    os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+    fernet_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    os.environ.setdefault("WEBHOOKS_ENCRYPTION_KEYS", fernet_key)
     import django
 
     django.setup()

@@ -2,7 +2,7 @@
 
 import logging
 
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 
 logger = logging.getLogger(__name__)
@@ -15,7 +15,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Readiness: the database and the broker answer. 503 names what failed."""
+    """Readiness: the database and the broker answer. 503 names what failed.
+
+    `processes` reports the worker and beat heartbeats for people and dashboards; it does
+    not change the status, because a web process serves requests whether or not a worker
+    runs, and taking it out of rotation for that would only add an outage."""
     checks = {"database": _database_ok(), "broker": _broker_ok()}
     failing = sorted(name for name, ok in checks.items() if not ok)
     body: dict[str, object] = {
@@ -24,7 +28,24 @@ def readyz(request: HttpRequest) -> JsonResponse:
     }
     if failing:
         body["failing"] = failing
+    processes = _processes() if checks["database"] else None
+    if processes is not None:
+        body["processes"] = processes
     return JsonResponse(body, status=503 if failing else 200)
+
+
+def _processes() -> dict[str, dict[str, object]] | None:
+    from ctrlplane.heartbeats.selectors import role_statuses
+
+    try:
+        statuses = role_statuses()
+    except DatabaseError:  # e.g. migrations not applied yet: readiness must still answer
+        logger.warning("readiness: could not read heartbeats", exc_info=True)
+        return None
+    return {
+        str(role): {"alive": status.alive, "last_seen": status.last_seen}
+        for role, status in statuses.items()
+    }
 
 
 def _database_ok() -> bool:

@@ -1,17 +1,34 @@
 """Log plumbing: JSON or plain formatting, and a filter that scrubs credentials."""
 
+import copy
 import logging
-import re
 
-# Signing secrets and API keys, wherever they might end up in a message or its fields.
-_SECRET = re.compile(r"(whsec_)[A-Za-z0-9+/=]{8,}|(cpk_[0-9a-f]{8}_)[A-Za-z0-9_-]{8,}")
+from ctrlplane.credentials import redact
+
+# Attributes every record has; anything else came in through `extra=` (or a library).
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
+_PLAIN = (int, float, bool, type(None), list, dict, tuple)
 
 
 def _scrub(value: object) -> object:
-    # The substring test first: this runs on every log record, and almost none hold a key.
-    if isinstance(value, str) and ("whsec_" in value or "cpk_" in value):
-        return _SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "[redacted]", value)
-    return value
+    """A string scrubbed; any other object that would print a secret, its scrubbed str().
+
+    The JSON formatter writes a non-string `extra` as its str(), and `%s` does the same
+    with arguments: Django's request warnings carry the request, whose str() holds the
+    full URL with its query string."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, _PLAIN):
+        return value
+    try:
+        text = str(value)
+    except Exception:  # a broken __str__ must not stop the log line
+        return value
+    scrubbed = redact(text)
+    return value if scrubbed == text else scrubbed
 
 
 class RedactSecrets(logging.Filter):
@@ -20,8 +37,18 @@ class RedactSecrets(logging.Filter):
         if isinstance(record.args, tuple):
             record.args = tuple(_scrub(a) for a in record.args)
         elif isinstance(record.args, dict):
-            record.args = {k: _scrub(v) for k, v in record.args.items()}
+            # A copy of the same class: gunicorn's access atoms are a dict subclass whose
+            # lookups the access-log format relies on.
+            args = copy.copy(record.args)
+            for key in list(args):
+                args[key] = _scrub(args[key])
+            record.args = args
         for key, value in list(vars(record).items()):
-            if isinstance(value, str) and key not in ("msg", "name", "levelname", "pathname"):
+            if key in ("msg", "args", "name", "levelname", "pathname"):
+                continue
+            if key in _STANDARD:
+                if isinstance(value, str):
+                    setattr(record, key, redact(value))
+            else:
                 setattr(record, key, _scrub(value))
         return True

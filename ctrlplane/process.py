@@ -18,6 +18,8 @@ def command(role: str, env: dict[str, str]) -> list[str]:
         return [
             python, "-m", "gunicorn", "ctrlplane.wsgi", "--bind", bind,
             "--workers", env.get("WEB_CONCURRENCY", "2"), "--access-logfile", "-",
+            # Scrubs credentials (a `?api_key=` in a request line) from both of its logs.
+            "--logger-class", "ctrlplane.gunicorn_logging.RedactingLogger",
             "--graceful-timeout", "20",
             # gunicorn's control socket defaults to ~/.gunicorn/, shared by every gunicorn
             # of the user; nothing here uses gunicornc (signals stop and reload).

@@ -6,11 +6,12 @@ Set DATABASE_URL and CELERY_BROKER_URL to use PostgreSQL and Redis.
 """
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 import django_stubs_ext
 
-from ctrlplane.env import env_bool, env_float, env_int, env_list, env_str
+from ctrlplane.env import ConfigurationError, env_bool, env_float, env_int, env_list, env_str
 
 # Lets admin and DRF generics be subscripted at runtime (ModelAdmin[Webhook]) for typing.
 django_stubs_ext.monkeypatch()
@@ -19,10 +20,24 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("CTRLPLANE_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
-# The fallback key is only for local runs; production must set SECRET_KEY (check ctrlplane.W001).
+# The fallback key is public; with DEBUG off the processes refuse it (check ctrlplane.E001).
 INSECURE_DEFAULT_SECRET_KEY = "insecure-local-development-key-change-me"  # noqa: S105
 SECRET_KEY = env_str("SECRET_KEY", INSECURE_DEFAULT_SECRET_KEY)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+# The public base URL of this service (https://ctrlplane.example.com). Webhooks may not
+# target it, nor any host in ALLOWED_HOSTS: a webhook must not feed events back in.
+SITE_URL = env_str("SITE_URL", "")
+try:
+    _site = urlsplit(SITE_URL)
+    _site_ok = _site.scheme in ("http", "https") and bool(_site.hostname) and _site.port != 0
+except ValueError:  # a port that is not a number, or out of range
+    _site_ok = False
+if SITE_URL and not _site_ok:
+    raise ConfigurationError(
+        f"SITE_URL must be an http(s) URL like https://ctrl.example.com, got {SITE_URL!r}"
+    )
+# The port the web process binds (ctrlplane/process.py): loopback on it is this service.
+WEB_PORT = env_int("PORT", 8000)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -34,7 +49,10 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "ctrlplane.tenants",
+    "ctrlplane.heartbeats",
+    "ctrlplane.pages",
     "events",
     "webhooks",
 ]
@@ -91,7 +109,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# `collectstatic` writes here and WhiteNoise serves it (admin, home page, API docs assets).
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 
 # --- Celery -----------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
@@ -120,6 +139,10 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = "UTC"
+# Worker and beat each record a heartbeat this often (seconds); beat's comes from its
+# scheduler loop (ctrlplane/heartbeats/beat.py). The home page and /readyz show them.
+HEARTBEAT_INTERVAL = env_float("HEARTBEAT_INTERVAL", 10)
+CELERY_BEAT_SCHEDULER = "ctrlplane.heartbeats.beat:HeartbeatScheduler"
 
 # --- Event bus --------------------------------------------------------------
 EVENTS_BUS_BUFFER_SIZE = env_int("EVENTS_BUS_BUFFER_SIZE", 1000)
@@ -207,6 +230,11 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 
 # --- API ----------------------------------------------------------------------
 API_RATE_LIMIT = env_str("API_RATE_LIMIT", "1200/min")
+# Failed API-key authentications per client address; past it, 429 without a key lookup.
+API_AUTH_FAILURE_RATE = env_str("API_AUTH_FAILURE_RATE", "60/min")
+# Reverse proxies whose X-Forwarded-For names the client (CIDRs). Empty: the client is the
+# connection's peer, and X-Forwarded-For is ignored (anyone can write it).
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES", [])
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["ctrlplane.tenants.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -225,6 +253,13 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and ReDoc come from drf-spectacular-sidecar's static files (pinned in
+    # pyproject.toml), never from a CDN: the docs must work on a host without internet.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # No badge that sends the schema's URL to validator.swagger.io.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
 }
 # Bodies beyond this are refused with 413 before they are parsed.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("API_MAX_BODY_BYTES", 1024 * 1024)
@@ -237,7 +272,32 @@ if CACHE_URL.startswith(("redis://", "rediss://")):
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# --- HTTPS (behind a TLS-terminating proxy; docs/configuration.md, "Production") ----
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+# Probes and load balancers call these over plain HTTP on the private side.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# "HTTP_X_FORWARDED_PROTO,https": trust the proxy's header saying the request came over TLS.
+# Only behind a proxy that sets (or strips) that header on every request.
+_proxy_ssl_header = env_list("SECURE_PROXY_SSL_HEADER", [])
+if len(_proxy_ssl_header) not in (0, 2):
+    raise ConfigurationError(
+        "SECURE_PROXY_SSL_HEADER must be a header and a value, e.g. HTTP_X_FORWARDED_PROTO,https"
+    )
+SECURE_PROXY_SSL_HEADER = (
+    (_proxy_ssl_header[0], _proxy_ssl_header[1]) if _proxy_ssl_header else None
+)
+
 # --- Operations ------------------------------------------------------------------
-# /metrics answers requests bearing this token, or from these networks.
+# /metrics answers requests bearing this token, or from these networks. Loopback is trusted
+# by default only with DEBUG on: behind a reverse proxy on the same host every request comes
+# from loopback, so production trusts an address range only when the operator names it.
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
-METRICS_ALLOWED_NETWORKS = env_list("METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"])
+METRICS_ALLOWED_NETWORKS = env_list(
+    "METRICS_ALLOWED_NETWORKS", ["127.0.0.0/8", "::1/128"] if DEBUG else []
+)

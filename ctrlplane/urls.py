@@ -1,11 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView
 
 from ctrlplane.health import healthz, readyz
 from ctrlplane.metrics_view import metrics
+from ctrlplane.pages.api_docs import RedocView, SwaggerView
+from ctrlplane.pages.views import home
 
 urlpatterns = [
+    path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
@@ -18,9 +21,12 @@ urlpatterns = [
     ),
     path(
         "api/docs/",
-        SpectacularSwaggerView.as_view(
-            url_name="schema", permission_classes=[], authentication_classes=[]
-        ),
+        SwaggerView.as_view(url_name="schema", permission_classes=[], authentication_classes=[]),
         name="swagger-ui",
+    ),
+    path(
+        "api/redoc/",
+        RedocView.as_view(url_name="schema", permission_classes=[], authentication_classes=[]),
+        name="redoc",
     ),
 ]

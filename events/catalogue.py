@@ -72,6 +72,9 @@ class EventTypeSpec:
     name: str
     description: str
     schema: Mapping[str, Any] | None = None
+    # A notice the service publishes about itself (`webhook.disabled`, ...): receivers trust
+    # it came from the service, so the ordinary publish path refuses it.
+    service_only: bool = False
     _validator: Validator | None = field(default=None, compare=False, repr=False)
 
     def validate(self, payload: Mapping[str, Any]) -> None:
@@ -91,7 +94,12 @@ class EventTypeRegistry:
         self._lock = threading.Lock()
 
     def register(
-        self, name: str, *, description: str, schema: Mapping[str, Any] | None = None
+        self,
+        name: str,
+        *,
+        description: str,
+        schema: Mapping[str, Any] | None = None,
+        service_only: bool = False,
     ) -> EventTypeSpec:
         name = str(name)
         if not name or name != name.strip() or any(ch in name for ch in "*?[] "):
@@ -105,7 +113,11 @@ class EventTypeRegistry:
                 raise ValueError(f"invalid JSON Schema for {name!r}: {exc.message}") from None
             validator = cls(dict(schema))
         spec = EventTypeSpec(
-            name=name, description=description, schema=schema, _validator=validator
+            name=name,
+            description=description,
+            schema=schema,
+            service_only=service_only,
+            _validator=validator,
         )
         with self._lock:
             existing = self._types.get(name)

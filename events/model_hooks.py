@@ -41,8 +41,9 @@ def emit_model_events(
     from events.services import event_publish
 
     for event_type in (created, updated, deleted):
-        if event_type is not None:
-            catalogue.get(event_type)  # fail at wiring time, not after a commit
+        # Fail at wiring time, not after a commit.
+        if event_type is not None and catalogue.get(event_type).service_only:
+            raise ValueError(f"{event_type!r} is a service notice; it cannot be published")
 
     def publish_on_commit(event_type: str, obj: Any) -> None:
         publish = partial(

@@ -47,8 +47,66 @@ def event_publish(
     The event is recorded and handed to the bus inside the caller's transaction, so bus
     subscribers that write (webhook fan-out) commit or roll back with the caller.
     The same `idempotency_key` for the same tenant returns the first event and publishes
-    nothing new. Raises `ValidationError` with field messages on bad input.
+    nothing new. Raises `ValidationError` with field messages on bad input, including a
+    type the catalogue marks `service_only`: the API, the command line and control-plane
+    code all come through here, and none of them may speak as the service.
     """
+    return _publish(
+        event_type,
+        tenant=tenant,
+        instance_id=instance_id,
+        actor_id=actor_id,
+        data=data,
+        idempotency_key=idempotency_key,
+        source=source,
+        metadata=metadata,
+        timestamp=timestamp,
+        service_notice=False,
+    )
+
+
+def service_notice_publish(
+    event_type: str,
+    *,
+    tenant: Tenant | str | int,
+    data: Mapping[str, Any],
+    metadata: Mapping[str, str] | None = None,
+    source: str = EventSource.SYSTEM,
+) -> Event:
+    """Publish one of the service's own notices (a `service_only` catalogue type).
+
+    Only the service calls this (a disabled webhook, an exhausted delivery, a requested
+    test event); it is the one road by which those types enter the event log.
+    """
+    if not catalogue.get(event_type).service_only:
+        raise ValueError(f"{event_type!r} is not a service notice; use event_publish")
+    return _publish(
+        event_type,
+        tenant=tenant,
+        instance_id=None,
+        actor_id=None,
+        data=data,
+        idempotency_key=None,
+        source=source,
+        metadata=metadata,
+        timestamp=None,
+        service_notice=True,
+    )
+
+
+def _publish(
+    event_type: str,
+    *,
+    tenant: Tenant | str | int,
+    instance_id: str | None,
+    actor_id: str | None,
+    data: Mapping[str, Any] | None,
+    idempotency_key: str | None,
+    source: str,
+    metadata: Mapping[str, str] | None,
+    timestamp: datetime | None,
+    service_notice: bool,
+) -> Event:
     tenant_obj = tenant_resolve(tenant=tenant)
     event = _build_event(
         event_type,
@@ -59,6 +117,7 @@ def event_publish(
         source=source,
         metadata=metadata,
         timestamp=timestamp,
+        service_notice=service_notice,
     )
     payload = _payload_json(event)
     if idempotency_key is not None:
@@ -103,14 +162,24 @@ def _build_event(
     source: str,
     metadata: Mapping[str, str] | None,
     timestamp: datetime | None,
+    service_notice: bool,
 ) -> Event:
     payload = {} if data is None else data
     if not isinstance(payload, Mapping):
         raise ValidationError({"data": "Must be a JSON object."})
     try:
-        catalogue.validate(str(event_type), payload)
+        spec = catalogue.get(str(event_type))
     except UnknownEventType as exc:
         raise ValidationError({"type": str(exc)}) from None
+    if spec.service_only and not service_notice:
+        raise ValidationError(
+            {
+                "type": f"{spec.name!r} is a notice the service sends about itself; it cannot "
+                "be published, only subscribed to."
+            }
+        )
+    try:
+        spec.validate(payload)
     except InvalidPayload as exc:
         raise ValidationError({"data": exc.errors}) from None
     if source not in set(EventSource):

@@ -2,7 +2,7 @@
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from pytest_httpserver import HTTPServer
@@ -71,7 +71,7 @@ class Receiver:
                 self.arrived.wait(remaining)
 
 
-def status(code: int, headers: dict[str, str] | None = None, body: str = "") -> Handler:
+def status(code: int, headers: dict[str, str] | None = None, body: str | bytes = "") -> Handler:
     return lambda request: Response(body, status=code, headers=headers or {})
 
 
@@ -87,6 +87,19 @@ def hang(seconds: float, then: Handler | None = None) -> Handler:
         return (then or status(204))(request)
 
     return handler
+
+
+def drip(chunk: bytes, every: float, count: int) -> Handler:
+    """A 200 whose body arrives `chunk` by `chunk`, one every `every` seconds: each read
+    is quick, only the whole answer is slow."""
+
+    def body() -> Iterator[bytes]:
+        for _ in range(count):
+            time.sleep(every)
+            yield chunk
+
+    length = str(len(chunk) * count)
+    return lambda request: Response(body(), status=200, headers={"Content-Length": length})
 
 
 def wait_until(

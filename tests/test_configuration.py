@@ -2,8 +2,14 @@
 documented variable is read, and each documented default is the code's default."""
 
 import ast
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = (ROOT / "docs" / "configuration.md").read_text()
@@ -92,3 +98,99 @@ def test_computed_defaults_are_checked_against_settings(settings):
     ].strip("`")
     assert documented()["WEBHOOKS_DISABLE_AFTER"] == f"`{5 * 24 * 3600}`"
     assert documented()["EVENTS_MAX_PAYLOAD_BYTES"] == f"`{256 * 1024}`"
+
+
+# --- The documented production environment --------------------------------------------
+
+
+def production_section() -> str:
+    return DOC[DOC.index("\n## Production\n") :]
+
+
+def run_documented(command: str, env: dict[str, str] | None = None) -> str:
+    """Run a `python3 -c …` line from the docs with this interpreter, as an operator would."""
+    argv = shlex.split(command)
+    assert argv[0] == "python3", command
+    done = subprocess.run(
+        [sys.executable, *argv[1:]], capture_output=True, text=True, check=True, env=env
+    )
+    return done.stdout.strip()
+
+
+def documented_production_env() -> dict[str, str]:
+    block = re.search(r"```ini\n(.*?)```", production_section(), re.S)
+    assert block, "docs/configuration.md has no production environment block"
+    env = {}
+    for line in block.group(1).splitlines():
+        name, _, value = line.partition("=")
+        generate = re.fullmatch(r"<generate: (.+)>", value)
+        env[name] = run_documented(generate.group(1)) if generate else value
+    return env
+
+
+def test_the_documented_production_environment_passes_check_deploy(tmp_path):
+    production = documented_production_env()
+    assert production["DEBUG"] == "false"
+    # Only the machine's basics from outside; no database or broker is contacted by checks.
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "VIRTUAL_ENV")}
+    env.update(
+        production,
+        CTRLPLANE_VAR_DIR=str(tmp_path / "var"),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
+    )
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "System check identified no issues" in done.stdout
+
+
+def test_without_the_https_settings_check_deploy_warns(tmp_path):
+    # The same environment minus the HTTPS settings is what a default install gets.
+    production = documented_production_env()
+    basics = {name: production[name] for name in ("DEBUG", "SECRET_KEY", "ALLOWED_HOSTS",
+                                                  "WEBHOOKS_ENCRYPTION_KEYS")}  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env.update(basics, CTRLPLANE_VAR_DIR=str(tmp_path / "var"),
+               PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"))  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode != 0
+    for warning in ("security.W004", "security.W008", "security.W012", "security.W016"):
+        assert warning in done.stderr
+
+
+def test_the_documented_legacy_key_command_gives_the_key_older_versions_derived():
+    from webhooks.conf import legacy_encryption_key
+
+    command = re.search(r"SECRET_KEY='<the old SECRET_KEY>' (python3 .+)", production_section())
+    assert command
+    default = "insecure-local-development-key-change-me"
+    derived = run_documented(command.group(1), env={**os.environ, "SECRET_KEY": default})
+    assert derived.encode() == legacy_encryption_key(default)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("HTTP_X_FORWARDED_PROTO,https", "('HTTP_X_FORWARDED_PROTO', 'https')"), ("", "None")],
+)
+def test_the_proxy_ssl_header_is_read_as_a_pair(tmp_path, value, expected):
+    env = {**os.environ, "SECURE_PROXY_SSL_HEADER": value,
+           "CTRLPLANE_VAR_DIR": str(tmp_path / "var")}  # fmt: skip
+    code = "from ctrlplane import settings; print(settings.SECURE_PROXY_SSL_HEADER)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.stdout.strip() == expected, done.stderr
+
+
+def test_a_proxy_ssl_header_without_a_value_is_refused(tmp_path):
+    env = {**os.environ, "SECURE_PROXY_SSL_HEADER": "HTTP_X_FORWARDED_PROTO",
+           "CTRLPLANE_VAR_DIR": str(tmp_path / "var")}  # fmt: skip
+    code = "from ctrlplane import settings"
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode != 0
+    assert "SECURE_PROXY_SSL_HEADER must be a header and a value" in done.stderr

@@ -1,6 +1,10 @@
 """Health, readiness and metrics endpoints."""
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -11,6 +15,14 @@ from tests.services import broker_down
 from tests.worker_process import worker_process
 from webhooks.models import Delivery, DeliveryStatus
 from webhooks.services import webhook_create, webhook_disable
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _scrapes_come_from_a_trusted_network(settings) -> None:
+    """These tests scrape from 127.0.0.1, standing in for an operator-trusted Prometheus."""
+    settings.METRICS_ALLOWED_NETWORKS = ["127.0.0.0/8", "::1/128"]
 
 
 def metric(text: str, name: str, labels: str = "") -> float:
@@ -57,6 +69,57 @@ def test_metrics_allow_listed_networks(db, settings):
     settings.METRICS_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 200
     assert Client(REMOTE_ADDR="10.1.2.3").get("/metrics").status_code == 403
+
+
+def settings_in_a_fresh_process(tmp_path, **env: str) -> list[str]:
+    """METRICS_ALLOWED_NETWORKS as settings.py makes it from this environment, and the
+    status of an unauthenticated GET /metrics from 127.0.0.1 in that process."""
+    names = ("DEBUG", "METRICS_ALLOWED_NETWORKS", "METRICS_TOKEN", "DATABASE_URL", "CACHE_URL")
+    clean = {k: v for k, v in os.environ.items() if k not in names}
+    clean.update(
+        CTRLPLANE_VAR_DIR=str(tmp_path / "var"),
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
+        DJANGO_SETTINGS_MODULE="ctrlplane.settings",
+        **env,
+    )
+    code = (
+        "import django; django.setup()\n"
+        "from django.conf import settings\n"
+        "from django.test import Client\n"
+        "print(','.join(settings.METRICS_ALLOWED_NETWORKS))\n"
+        "client = Client(REMOTE_ADDR='127.0.0.1', HTTP_HOST='localhost')\n"
+        "if not settings.DEBUG:\n"
+        "    print(client.get('/metrics').status_code)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=clean, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_production_requires_the_metrics_token_even_from_loopback(tmp_path):
+    # Behind a reverse proxy on the same host, every request comes from 127.0.0.1.
+    assert settings_in_a_fresh_process(tmp_path, DEBUG="false") == ["403"]
+
+
+def test_an_operator_can_trust_a_network_explicitly_in_production(tmp_path):
+    trusted = settings_in_a_fresh_process(
+        tmp_path, DEBUG="false", METRICS_ALLOWED_NETWORKS="10.9.0.0/16"
+    )
+    assert trusted[0] == "10.9.0.0/16"
+
+
+def test_debug_trusts_loopback_by_default(tmp_path):
+    assert settings_in_a_fresh_process(tmp_path, DEBUG="true") == ["127.0.0.0/8,::1/128"]
+
+
+def test_metrics_without_a_trusted_network_need_the_token(db, settings):
+    settings.METRICS_TOKEN = "s3cret"
+    settings.METRICS_ALLOWED_NETWORKS = []
+    assert Client(REMOTE_ADDR="127.0.0.1").get("/metrics").status_code == 403
+    authorized = Client(REMOTE_ADDR="127.0.0.1", HTTP_AUTHORIZATION="Bearer s3cret")
+    assert authorized.get("/metrics").status_code == 200
 
 
 def test_published_events_are_counted_once_committed(client, tenant):

@@ -1,12 +1,13 @@
 """The README's run command, end to end: `python3 dev.py run` (what `make run` calls)
-starts web, worker and beat on the embedded defaults, and a published event reaches
-`manage.py webhook_receiver`, verified."""
+starts web, worker and beat on the embedded defaults with keys it makes itself, and a
+published event reaches `manage.py webhook_receiver` (run through `dev.py manage`), verified."""
 
 import contextlib
 import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -64,11 +65,12 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 def test_run_starts_web_worker_and_beat_and_delivers_to_the_receiver(tmp_path):
     web_port, receiver_port = free_port(), free_port()
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "DJANGO_SETTINGS_MODULE")
-    }
+    # No set-up: no services, no keys (dev.py makes them under var/), production's DEBUG.
+    unset = (
+        *("DATABASE_URL", "CELERY_BROKER_URL", "CACHE_URL", "DJANGO_SETTINGS_MODULE", "DEBUG"),
+        *("SECRET_KEY", "WEBHOOKS_ENCRYPTION_KEYS", "METRICS_ALLOWED_NETWORKS"),
+    )
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         CTRLPLANE_VAR_DIR=str(tmp_path / "var"),
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prometheus"),
@@ -91,8 +93,11 @@ def test_run_starts_web_worker_and_beat_and_delivers_to_the_receiver(tmp_path):
         output.wait_for("ready.", timeout=60)  # the Celery worker
         base = f"http://127.0.0.1:{web_port}"
         assert requests.get(f"{base}/readyz", timeout=10).json()["status"] == "ok"
+        keys = tmp_path / "var" / "local-keys.env"
+        assert stat.S_IMODE(keys.stat().st_mode) == 0o600
+        assert requests.get(f"{base}/metrics", timeout=10).status_code == 200  # local: trusted
 
-        manage = [sys.executable, "manage.py"]
+        manage = [sys.executable, "dev.py", "manage"]
         created = subprocess.run(
             [*manage, "create_tenant", "e2e"], cwd=ROOT, env=env, text=True,
             capture_output=True, check=True,

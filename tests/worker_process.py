@@ -1,4 +1,5 @@
-"""A real `celery worker` subprocess pointed at this test run's database and queue."""
+"""Real `celery worker` and `celery beat` subprocesses pointed at this test run's database
+and queue."""
 
 import os
 import signal
@@ -25,6 +26,16 @@ def test_database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+def process_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    return {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "CELERY_BROKER_URL": str(settings.CELERY_BROKER_URL),
+        "WEBHOOKS_ALLOWED_NETWORKS": ",".join(settings.WEBHOOKS_ALLOWED_NETWORKS),
+        **(env or {}),
+    }
+
+
 @contextmanager
 def worker_process(
     *, concurrency: int = 2, env: dict[str, str] | None = None
@@ -32,13 +43,7 @@ def worker_process(
     """Start `celery -A ctrlplane worker` on the tests' private queue; stop it on exit."""
     from ctrlplane.celery import app
 
-    full_env = {
-        **os.environ,
-        "DATABASE_URL": test_database_url(),
-        "CELERY_BROKER_URL": str(settings.CELERY_BROKER_URL),
-        "WEBHOOKS_ALLOWED_NETWORKS": ",".join(settings.WEBHOOKS_ALLOWED_NETWORKS),
-        **(env or {}),
-    }
+    full_env = process_env(env)
     command = [
         sys.executable, "-m", "celery", "-A", "ctrlplane", "worker",
         "--pool", "threads", "--concurrency", str(concurrency),
@@ -49,10 +54,33 @@ def worker_process(
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
+        _terminate(process)
+
+
+@contextmanager
+def beat_process(
+    *, schedule_file: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start `celery -A ctrlplane beat` with its schedule in `schedule_file`; stop it on exit.
+
+    Its periodic tasks go to the broker's default queue, where no test worker listens;
+    pass long intervals in `env` (WEBHOOKS_SWEEP_INTERVAL…) to keep that queue empty."""
+    command = [
+        sys.executable, "-m", "celery", "-A", "ctrlplane", "beat",
+        "--schedule", str(schedule_file), "--loglevel", "WARNING",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, cwd=ROOT, env=process_env(env))
+    try:
+        yield process
+    finally:
+        _terminate(process)
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)

@@ -1,5 +1,6 @@
 """The operators' admin: webhooks are edited through services; logs are read-only."""
 
+import json
 from typing import Any
 
 from django import forms
@@ -15,6 +16,7 @@ from django.utils.safestring import SafeString
 
 from events.catalogue import catalogue
 from events.patterns import is_pattern
+from webhooks.header_secrets import REDACTED, RULE, is_sensitive
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
 from webhooks.recovery import DeliveryNotRetryable, delivery_retry, webhook_send_test
 from webhooks.services import (
@@ -26,7 +28,12 @@ from webhooks.services import (
     webhook_secrets_live,
     webhook_update,
 )
-from webhooks.validation import clean_event_types, clean_headers, clean_url
+from webhooks.validation import (
+    clean_event_types,
+    clean_headers,
+    clean_sensitive_headers,
+    clean_url,
+)
 
 BADGE_COLOURS = {
     DeliveryStatus.PENDING: "#6c757d",
@@ -61,10 +68,29 @@ class WebhookAdminForm(forms.ModelForm[Webhook]):
         help_text="Glob patterns, one per line, e.g. deploy.* or *.failed.",
         widget=forms.Textarea(attrs={"rows": 2}),
     )
+    headers = forms.JSONField(
+        required=False,
+        help_text=format_html(  # the admin renders help texts as HTML
+            "A JSON object of header names to values. Sensitive values show as {0}: keep {0} "
+            "to keep a value, replace it to change it, remove the header to delete it. Always "
+            "sensitive: {1}.",
+            REDACTED,
+            RULE,
+        ),
+    )
+    sensitive_headers = forms.CharField(
+        required=False,
+        label="Further sensitive headers",
+        help_text="Header names, one per line, whose values are encrypted and never shown.",
+        widget=forms.Textarea(attrs={"rows": 2}),
+    )
 
     class Meta:
         model = Webhook
-        fields = ["tenant", "url", "description", "event_types", "headers", "active"]
+        fields = [
+            "tenant", "url", "description", "event_types", "headers", "sensitive_headers",
+            "active",
+        ]  # fmt: skip
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -74,12 +100,20 @@ class WebhookAdminForm(forms.ModelForm[Webhook]):
         current = list(self.instance.event_types or []) if self.instance.pk else []
         self.initial["event_types"] = [t for t in current if not is_pattern(t)]
         self.initial["event_patterns"] = "\n".join(t for t in current if is_pattern(t))
+        if self.instance.pk:  # a saved sensitive value is never sent to the browser
+            self.initial["headers"] = self.instance.redacted_headers()
+            chosen = [n for n in self.instance.sensitive_headers if not is_sensitive(n)]
+            self.initial["sensitive_headers"] = "\n".join(chosen)
 
     def clean_url(self) -> str:
         return str(_field(clean_url, self.cleaned_data["url"]))
 
     def clean_headers(self) -> dict[str, str]:
         return dict(_field(clean_headers, self.cleaned_data.get("headers") or {}))
+
+    def clean_sensitive_headers(self) -> list[str]:
+        names = (self.cleaned_data.get("sensitive_headers") or "").replace(",", "\n")
+        return list(_field(clean_sensitive_headers, [n.strip() for n in names.split() if n]))
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -116,6 +150,7 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
     readonly_fields = [
         "id", "status_label", "disabled_at", "disabled_reason", "failing_since",
         "last_success_at", "created", "updated", "signing_secret", "recent_deliveries",
+        "shown_headers",
     ]  # fmt: skip
     actions = ["send_test_event", "rotate_secret", "disable", "enable"]
 
@@ -127,12 +162,18 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
             "event_types",
             "event_patterns",
             "headers",
+            "sensitive_headers",
             "active",
         ]
+        if obj is not None and not self.has_change_permission(request, obj):
+            # Read-only fields show the model's values; this one shows what may be seen.
+            main[main.index("headers")] = "shown_headers"
         if obj is None:
             return [(None, {"fields": main})]
         state = ["id", "status_label", "disabled_at", "disabled_reason", "failing_since"]
-        state += ["last_success_at", "created", "updated", "signing_secret"]
+        state += ["last_success_at", "created", "updated"]
+        if self.has_change_permission(request, obj):  # the reveal page's own rule
+            state.append("signing_secret")
         return [
             (None, {"fields": main}),
             ("State", {"fields": state}),
@@ -145,7 +186,8 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
 
     def save_model(self, request: HttpRequest, obj: Webhook, form: Any, change: bool) -> None:
         data = form.cleaned_data
-        fields = {k: data[k] for k in ("url", "description", "event_types", "headers", "active")}
+        names = ("url", "description", "event_types", "headers", "sensitive_headers", "active")
+        fields = {k: data[k] for k in names}
         if change:
             webhook_update(webhook=Webhook.objects.get(pk=obj.pk), **fields)
         else:
@@ -155,6 +197,10 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
     @admin.display(description="status")
     def status_label(self, obj: Webhook) -> str:
         return obj.status
+
+    @admin.display(description="headers")
+    def shown_headers(self, obj: Webhook) -> str:
+        return json.dumps(obj.redacted_headers(), ensure_ascii=False)
 
     @admin.display(description="signing secret")
     def signing_secret(self, obj: Webhook) -> SafeString:
@@ -218,7 +264,9 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
             },
         )
 
-    @admin.action(description="Send a test event")
+    # Each action needs change_webhook: the permission under which the form already edits
+    # the URL and `active`, and the reveal page shows the secret.
+    @admin.action(description="Send a test event", permissions=["change"])
     def send_test_event(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
         for webhook in queryset:
             try:
@@ -227,13 +275,16 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
             except DeliveryNotRetryable as exc:
                 self.message_user(request, f"{webhook.url}: {exc}", messages.ERROR)
 
-    @admin.action(description="Rotate the signing secret (old one valid for the grace period)")
+    @admin.action(
+        description="Rotate the signing secret (old one valid for the grace period)",
+        permissions=["change"],
+    )
     def rotate_secret(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
         for webhook in queryset:
             webhook_secret_rotate(webhook=webhook)
         self.message_user(request, f"Rotated {queryset.count()} secret(s).", messages.SUCCESS)
 
-    @admin.action(description="Disable")
+    @admin.action(description="Disable", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
         changed = sum(
             webhook_disable(webhook=w, reason=f"Disabled by {request.user} in the admin.")
@@ -241,7 +292,7 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
         )
         self.message_user(request, f"Disabled {changed} webhook(s).", messages.SUCCESS)
 
-    @admin.action(description="Enable")
+    @admin.action(description="Enable", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
         for webhook in queryset:
             webhook_enable(webhook=webhook)
@@ -268,6 +319,7 @@ ATTEMPT_FIELDS: tuple[str, ...] = (
     "error_kind",
     "error_message",
     "response_body",
+    "response_body_bytes",
     "response_headers",
     "request_headers",
 )
@@ -308,7 +360,7 @@ class DeliveryAdmin(ReadOnlyAdmin):
     def badge(self, obj: Delivery) -> SafeString:
         return status_badge(obj.status)
 
-    @admin.action(description="Retry selected deliveries now")
+    @admin.action(description="Retry selected deliveries now", permissions=["retry"])
     def retry_selected(self, request: HttpRequest, queryset: QuerySet[Delivery]) -> None:
         retried, refused = 0, []
         for delivery in queryset:
@@ -321,14 +373,11 @@ class DeliveryAdmin(ReadOnlyAdmin):
         for line in refused:
             self.message_user(request, line, messages.WARNING)
 
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("webhooks.retry_delivery")
+
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return bool(request.user.is_staff and request.user.has_perm("webhooks.view_delivery"))
-
-    def get_actions(self, request: HttpRequest) -> Any:
-        actions = super().get_actions(request)
-        if not request.user.has_perm("webhooks.change_delivery"):
-            actions.pop("retry_selected", None)
-        return actions
 
 
 @admin.register(Attempt)

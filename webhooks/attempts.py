@@ -1,15 +1,20 @@
-"""Attempts: claim due deliveries, send them, and record the results in bulk."""
+"""Attempts: claim due deliveries, send them, and record the results in bulk.
+
+One delivery's trouble stays its own: a secret that cannot be decrypted fails that
+delivery's attempt, and a result the database refuses is recorded on its own, so neither
+can fail the batch that holds other tenants' deliveries.
+"""
 
 import asyncio
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 
-from django.db import transaction
+from django.db import DataError, IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -21,10 +26,17 @@ from webhooks.models import (
     AttemptTrigger,
     Delivery,
     DeliveryStatus,
+    ErrorKind,
     Webhook,
 )
 from webhooks.retry_policy import RetryPolicy
-from webhooks.services import WEBHOOK_DISABLED, webhook_disable, webhooks_secrets_live
+from webhooks.services import (
+    WEBHOOK_DISABLED,
+    webhook_disable,
+    webhooks_request_headers,
+    webhooks_secrets_live,
+)
+from webhooks.storable import storable_headers, storable_text
 from webhooks.transport import (
     DeliveryResult,
     OutgoingRequest,
@@ -44,6 +56,14 @@ OPERATIONAL_TYPES = frozenset({DELIVERY_EXHAUSTED, WEBHOOK_DISABLED})
 # database for the sweeper, so no long ETA ever sits in the broker.
 MAX_COUNTDOWN_SECONDS = 60.0
 DUE_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.FAILED)
+UNDECRYPTABLE_MESSAGE = (
+    "The webhook's signing secret could not be decrypted, so nothing was sent; "
+    "is WEBHOOKS_ENCRYPTION_KEYS complete?"
+)
+# What one row the database refuses raises: a value it cannot hold, or a broken
+# constraint (the delivery was deleted while it was being sent). Anything else, such as a
+# lost connection, belongs to the whole batch, and the caller decides what to do.
+ROW_ERRORS = (DataError, IntegrityError, ValueError)
 _rng = random.SystemRandom()
 
 
@@ -61,6 +81,11 @@ class SendJob:
 
     delivery: Delivery
     secrets: tuple[str, ...]
+    # The webhook's custom headers with sensitive values decrypted: never in a repr.
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # The webhook's secrets or sensitive headers could not be decrypted: the attempt
+    # fails without sending.
+    secrets_unavailable: bool = False
 
     @property
     def webhook_id(self) -> str:
@@ -138,7 +163,23 @@ def deliveries_claim(
         )
     live = [d for d in deliveries if d.webhook.active]
     secrets = webhooks_secrets_live(webhook_ids={d.webhook_id for d in live}, now=moment)
-    return [SendJob(delivery=d, secrets=secrets.get(d.webhook_id, ())) for d in live]
+    headers = webhooks_request_headers(webhooks={d.webhook_id: d.webhook for d in live}.values())
+    unavailable = secrets.unavailable | headers.unavailable
+    if unavailable:
+        logger.error(
+            "the signing secrets or sensitive headers of webhooks %s could not be decrypted; "
+            "is WEBHOOKS_ENCRYPTION_KEYS complete? Their deliveries fail with secret_unavailable",
+            ", ".join(sorted(unavailable)),
+        )
+    return [
+        SendJob(
+            delivery=d,
+            secrets=secrets.secrets.get(d.webhook_id, ()),
+            headers=headers.headers.get(d.webhook_id, {}),
+            secrets_unavailable=d.webhook_id in unavailable,
+        )
+        for d in live
+    ]
 
 
 def deliveries_release(*, ids: Sequence[str], delay: float) -> int:
@@ -161,6 +202,18 @@ def deliveries_release(*, ids: Sequence[str], delay: float) -> int:
 async def job_send(job: SendJob, transport: Transport) -> SendOutcome:
     """Sign and POST one claimed delivery. Never raises for network trouble."""
     started = timezone.now()
+    if job.secrets_unavailable:
+        return SendOutcome(
+            job=job,
+            request=OutgoingRequest(url=job.delivery.webhook.url, body=b"", headers={}),
+            result=DeliveryResult(
+                status_code=None,
+                duration_ms=0,
+                error_kind=ErrorKind.SECRET_UNAVAILABLE,
+                error_message=UNDECRYPTABLE_MESSAGE,
+            ),
+            started_at=started,
+        )
     request = job_request(job, now=started)
     result = await transport.send(
         request,
@@ -197,7 +250,8 @@ def job_request(job: SendJob, *, now: datetime) -> OutgoingRequest:
         msg_id=event.id,
         body=body,
         secrets=job.secrets,
-        custom_headers=webhook.headers or {},
+        custom_headers=job.headers,
+        sensitive_headers=webhook.sensitive_headers,
         now=now,
         user_agent=conf.user_agent(),
     )
@@ -227,9 +281,85 @@ def deliveries_record_results(*, outcomes: Sequence[SendOutcome]) -> list[Attemp
 
     A delivery the sweeper took back meanwhile (its lease ran out) keeps its new state;
     its attempt is still recorded.
+
+    If the database refuses one row, the batch is recorded again result by result, so the
+    others stand; the refused one is recorded without the receiver's answer (see
+    `_record_alone`).
     """
     if not outcomes:
         return []
+    try:
+        results = _record_batch(outcomes)
+    except ROW_ERRORS as exc:
+        logger.warning(
+            "recording %d results together failed (%s); recording them one by one",
+            len(outcomes),
+            _first_line(exc),
+        )
+        results = [_record_alone(outcome) for outcome in outcomes]
+    for outcome, recorded in zip(outcomes, results, strict=True):
+        _observe(outcome, recorded.status)
+    return results
+
+
+def _record_alone(outcome: SendOutcome) -> AttemptOutcome:
+    """Record one result in a transaction (or savepoint) of its own. If the database
+    refuses it, record the attempt again without what the receiver sent, as
+    `record_failed`: the status it answered still decides the delivery's next state, so
+    a 2xx is not sent again. Never raises for a row the database refuses."""
+    delivery = outcome.job.delivery
+    try:
+        [recorded] = _record_batch([outcome])
+        return recorded
+    except ROW_ERRORS as exc:
+        reason = _first_line(exc)
+    logger.warning(
+        "delivery %s: attempt %s could not be stored as received (%s); "
+        "recording it without the response",
+        delivery.pk,
+        delivery.attempts,
+        reason,
+        extra={"tenant_id": delivery.tenant_id, "webhook_id": delivery.webhook_id},
+    )
+    stripped = SendOutcome(
+        job=outcome.job,
+        request=replace(outcome.request, headers=storable_headers(outcome.request.headers)),
+        result=replace(
+            outcome.result,
+            headers={},
+            body="",
+            error_kind=ErrorKind.RECORD_FAILED,
+            error_message=(
+                f"The attempt could not be stored as received ({reason}); "
+                "the response headers and body were dropped."
+            ),
+        ),
+        started_at=outcome.started_at,
+    )
+    try:
+        [recorded] = _record_batch([stripped])
+        return recorded
+    except ROW_ERRORS as exc:
+        # Most likely the delivery no longer exists. If it does, its lease runs out and
+        # the sweeper takes it back.
+        logger.error(
+            "delivery %s: attempt %s could not be recorded at all (%s)",
+            delivery.pk,
+            delivery.attempts,
+            _first_line(exc),
+            extra={"tenant_id": delivery.tenant_id, "webhook_id": delivery.webhook_id},
+        )
+        return _outcome(outcome, "unrecorded")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The database's one-line reason, without the DETAIL and CONTEXT lines, which can
+    quote row values (custom request headers among them)."""
+    lines = str(exc).strip().splitlines()
+    return storable_text(lines[0][:200] if lines else type(exc).__name__)
+
+
+def _record_batch(outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
     now = timezone.now()
     policy = retry_policy()
     results: list[AttemptOutcome] = []
@@ -296,8 +426,6 @@ def deliveries_record_results(*, outcomes: Sequence[SendOutcome]) -> list[Attemp
             emit_exhausted(delivery, result)
         for countdown, retry_ids in soon.items():
             transaction.on_commit(partial(deliveries_dispatch, retry_ids, countdown=countdown))
-    for outcome, recorded in zip(outcomes, results, strict=True):
-        _observe(outcome, recorded.status)
     return results
 
 
@@ -341,6 +469,7 @@ def _attempt_row(outcome: SendOutcome) -> Attempt:
         response_status=result.status_code,
         response_headers=dict(result.headers),
         response_body=result.body,
+        response_body_bytes=result.body_bytes,
         error_kind=result.error_kind,
         error_message=result.error_message,
     )
@@ -444,9 +573,9 @@ def delivery_finish(
 
 
 def emit_exhausted(delivery: Delivery, result: DeliveryResult) -> None:
-    import events
+    from events.services import service_notice_publish
 
-    events.publish(
+    service_notice_publish(
         DELIVERY_EXHAUSTED,
         tenant=delivery.tenant,
         data={

@@ -1,4 +1,8 @@
-"""Event types the webhooks app adds to the catalogue."""
+"""Event types the webhooks app adds to the catalogue.
+
+All three are the service's own notices (`service_only`): only the service publishes them,
+through `events.services.service_notice_publish`; tenants may subscribe to them.
+"""
 
 from events.catalogue import catalogue
 
@@ -10,6 +14,7 @@ def register_event_types() -> None:
         WEBHOOK_TEST,
         description="A test event sent to one webhook on request.",
         schema={"type": "object"},
+        service_only=True,
     )
     catalogue.register(
         "webhook.disabled",
@@ -23,6 +28,7 @@ def register_event_types() -> None:
                 "reason": {"type": "string"},
             },
         },
+        service_only=True,
     )
     catalogue.register(
         "delivery.exhausted",
@@ -40,4 +46,5 @@ def register_event_types() -> None:
                 "last_error": {"type": "string"},
             },
         },
+        service_only=True,
     )

@@ -35,12 +35,14 @@ def retry_after_cap() -> float:
 
 
 def request_timeout() -> float:
-    """WEBHOOKS_TIMEOUT: total seconds for one HTTP attempt (default 15)."""
+    """WEBHOOKS_TIMEOUT: total seconds for one HTTP attempt, body and retry after a reset
+    included (default 15)."""
     return float(str(_get("WEBHOOKS_TIMEOUT", 15)))
 
 
 def connect_timeout() -> float:
-    """WEBHOOKS_CONNECT_TIMEOUT: seconds to establish the connection (default 5)."""
+    """WEBHOOKS_CONNECT_TIMEOUT: seconds to establish the connection, within
+    WEBHOOKS_TIMEOUT (default 5)."""
     return min(float(str(_get("WEBHOOKS_CONNECT_TIMEOUT", 5))), request_timeout())
 
 
@@ -99,13 +101,18 @@ def allowed_networks() -> tuple[str, ...]:
 
 def encryption_keys() -> list[bytes]:
     """WEBHOOKS_ENCRYPTION_KEYS: Fernet keys for secrets at rest, newest first. Older keys
-    still decrypt, so keys can be rotated. Default: one key derived from SECRET_KEY."""
+    still decrypt, so keys can be rotated (`manage.py reencrypt_secrets`). No default: a
+    key derived from anything in the repository would be public (check ctrlplane.E002)."""
     keys = _get("WEBHOOKS_ENCRYPTION_KEYS", ())
     assert isinstance(keys, list | tuple)
-    if keys:
-        return [str(k).encode() for k in keys]
-    derived = hashlib.sha256(b"ctrlplane.webhooks.secrets:" + settings.SECRET_KEY.encode())
-    return [base64.urlsafe_b64encode(derived.digest())]
+    return [str(k).encode() for k in keys]
+
+
+def legacy_encryption_key(secret_key: str) -> bytes:
+    """The key earlier versions derived from SECRET_KEY when WEBHOOKS_ENCRYPTION_KEYS was
+    empty. Listed after a new key, it lets the secrets stored then be re-encrypted."""
+    derived = hashlib.sha256(b"ctrlplane.webhooks.secrets:" + secret_key.encode())
+    return base64.urlsafe_b64encode(derived.digest())
 
 
 def user_agent() -> str:

@@ -2,6 +2,7 @@ from django.db import models
 
 from ctrlplane.tenants.models import Tenant
 from events.models import EventRecord
+from webhooks.header_secrets import headers_redacted
 from webhooks.ids import new_attempt_id, new_delivery_id, new_webhook_id
 
 
@@ -13,7 +14,15 @@ class Webhook(models.Model):
     event_types = models.JSONField(
         default=list, blank=True, help_text="Exact types or globs (deploy.*); empty means all."
     )
-    headers = models.JSONField(default=dict, blank=True, help_text="Extra request headers.")
+    headers = models.JSONField(
+        default=dict, blank=True, help_text="Extra request headers that are not sensitive."
+    )
+    # Sensitive headers (credentials): their names in the clear, for display; their values
+    # encrypted like signing secrets, as a JSON object {name: value}.
+    sensitive_headers = models.JSONField(
+        default=list, blank=True, help_text="Names of the headers whose values are encrypted."
+    )
+    sensitive_headers_ciphertext = models.TextField(blank=True, default="", editable=False)
     active = models.BooleanField(default=True)
     disabled_at = models.DateTimeField(null=True, blank=True)
     disabled_reason = models.CharField(max_length=500, blank=True)
@@ -33,6 +42,10 @@ class Webhook(models.Model):
     @property
     def status(self) -> str:
         return "active" if self.active else "disabled"
+
+    def redacted_headers(self) -> dict[str, str]:
+        """Every custom header, sensitive values shown as `<redacted>`."""
+        return headers_redacted(self.headers or {}, self.sensitive_headers or [])
 
 
 class WebhookSecret(models.Model):
@@ -106,6 +119,9 @@ class Delivery(models.Model):
     class Meta:
         verbose_name_plural = "deliveries"
         ordering = ["-created", "-id"]
+        # Deliveries are a read-only log (nobody holds a working change permission), so
+        # re-sending has a permission of its own.
+        permissions = [("retry_delivery", "Can retry deliveries")]
         constraints = [
             models.UniqueConstraint(fields=["event", "webhook"], name="delivery_event_webhook")
         ]
@@ -143,6 +159,8 @@ class ErrorKind(models.TextChoices):
     TLS = "tls", "TLS"
     BLOCKED_TARGET = "blocked_target", "Blocked target"
     HTTP = "http", "HTTP status"
+    SECRET_UNAVAILABLE = "secret_unavailable", "Secret unavailable"
+    RECORD_FAILED = "record_failed", "Record failed"
 
 
 class Attempt(models.Model):
@@ -160,6 +178,9 @@ class Attempt(models.Model):
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     response_headers = models.JSONField(default=dict)
     response_body = models.TextField(blank=True)
+    # Bytes of body received (up to WEBHOOKS_RESPONSE_BODY_LIMIT), before response_body
+    # replaced what a text column cannot hold. Null on attempts recorded before it existed.
+    response_body_bytes = models.PositiveIntegerField(null=True, blank=True)
     error_kind = models.CharField(max_length=20, choices=ErrorKind.choices, blank=True)
     error_message = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True)

@@ -43,12 +43,12 @@ RECOVER_MAX_AGE = timedelta(days=14)
 
 def webhook_send_test(*, webhook: Webhook) -> Event:
     """Publish a `webhook.test` event that only this webhook receives."""
-    import events
+    from events.services import service_notice_publish
     from webhooks.catalogue import WEBHOOK_TEST
 
     if not webhook.active:
         raise DeliveryNotRetryable("The webhook is disabled; enable it first.")
-    return events.publish(
+    return service_notice_publish(
         WEBHOOK_TEST,
         tenant=webhook.tenant_id,
         data={"webhook_id": webhook.pk, "message": "This is a test event from ctrlplane."},

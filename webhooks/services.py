@@ -3,24 +3,40 @@
 import logging
 from collections import defaultdict
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from ctrlplane.tenants.models import Tenant
 from webhooks import conf
+from webhooks.header_secrets import (
+    REDACTED,
+    decrypt_headers,
+    encrypt_headers,
+    headers_split,
+    is_sensitive,
+)
 from webhooks.models import Delivery, DeliveryStatus, Webhook, WebhookSecret
-from webhooks.secret_store import decrypt_secret, encrypt_secret
+from webhooks.secret_store import SecretUnavailable, decrypt_secret, encrypt_secret
 from webhooks.signing import generate_secret
-from webhooks.validation import clean_event_types, clean_headers, clean_url
+from webhooks.validation import (
+    clean_event_types,
+    clean_headers,
+    clean_sensitive_headers,
+    clean_url,
+)
 
 logger = logging.getLogger(__name__)
 
 WEBHOOK_DISABLED = "webhook.disabled"
-UPDATABLE_FIELDS = frozenset({"url", "description", "event_types", "headers", "active"})
+UPDATABLE_FIELDS = frozenset(
+    {"url", "description", "event_types", "headers", "sensitive_headers", "active"}
+)
 
 
 def webhook_create(
@@ -30,16 +46,19 @@ def webhook_create(
     event_types: list[str] | None = None,
     description: str = "",
     headers: dict[str, str] | None = None,
+    sensitive_headers: list[str] | None = None,
     active: bool = True,
 ) -> Webhook:
+    """Register a webhook. Headers named in `sensitive_headers`, and those sensitive by
+    name (Authorization, …: see header_secrets), are encrypted and never shown again."""
     webhook = Webhook(
         tenant=tenant,
         url=clean_url(url),
         event_types=clean_event_types(event_types or []),
         description=description,
-        headers=clean_headers(headers),
         active=active,
     )
+    _headers_set(webhook, headers=clean_headers(headers), requested=sensitive_headers)
     with transaction.atomic():
         webhook.save()
         _secret_add(webhook=webhook)
@@ -47,6 +66,9 @@ def webhook_create(
 
 
 def webhook_update(*, webhook: Webhook, **changes: Any) -> Webhook:
+    """Change the given fields. `headers` replaces all custom headers (one left out is
+    removed); a value of `<redacted>` keeps the stored value of a sensitive header.
+    `sensitive_headers` (default: the ones stored) marks more headers sensitive."""
     unknown = set(changes) - UPDATABLE_FIELDS
     if unknown:
         raise TypeError(f"cannot update {', '.join(sorted(unknown))}")
@@ -54,8 +76,19 @@ def webhook_update(*, webhook: Webhook, **changes: Any) -> Webhook:
         webhook.url = clean_url(changes["url"])
     if "event_types" in changes:
         webhook.event_types = clean_event_types(changes["event_types"])
-    if "headers" in changes:
-        webhook.headers = clean_headers(changes["headers"])
+    if "headers" in changes or "sensitive_headers" in changes:
+        if "headers" in changes:
+            headers = clean_headers(changes["headers"])
+        else:  # only the marks change: every header keeps its value
+            headers = webhook.redacted_headers()
+        # Decrypted only when a value is kept: replacing every secret needs no key.
+        keeps = REDACTED in headers.values()
+        _headers_set(
+            webhook,
+            headers=headers,
+            requested=changes.get("sensitive_headers"),
+            stored=decrypt_headers(webhook.sensitive_headers_ciphertext) if keeps else {},
+        )
     if "description" in changes:
         webhook.description = changes["description"]
     with transaction.atomic():
@@ -104,14 +137,65 @@ def webhook_disable(*, webhook: Webhook, reason: str, notify: bool = True) -> bo
             extra={"webhook_id": webhook.pk, "tenant_id": webhook.tenant_id, "reason": reason},
         )
         if notify:
-            import events
+            from events.services import service_notice_publish
 
-            events.publish(
+            service_notice_publish(
                 WEBHOOK_DISABLED,
                 tenant=webhook.tenant_id,
                 data={"webhook_id": webhook.pk, "url": webhook.url, "reason": reason},
             )
     return True
+
+
+def _headers_set(
+    webhook: Webhook,
+    *,
+    headers: dict[str, str],
+    requested: Any,
+    stored: dict[str, str] | None = None,
+) -> None:
+    """Store validated `headers`, sensitive values encrypted. `requested` names the
+    headers the caller marks sensitive; None keeps the marks the webhook has."""
+    present = {name.lower() for name in headers}
+    if requested is None:
+        chosen = [name for name in webhook.sensitive_headers if name.lower() in present]
+    else:
+        chosen = clean_sensitive_headers(requested)
+        # A name that is sensitive anyway may stay listed after its header is removed.
+        unknown = [n for n in chosen if n.lower() not in present and not is_sensitive(n)]
+        if unknown:
+            raise ValidationError(
+                {"sensitive_headers": f"{unknown[0]} is not one of the webhook's headers."}
+            )
+    split = headers_split(headers, chosen=chosen, stored=stored or {})
+    webhook.headers = split.plain
+    webhook.sensitive_headers = sorted(split.sensitive, key=str.lower)
+    webhook.sensitive_headers_ciphertext = encrypt_headers(split.sensitive)
+
+
+@dataclass(frozen=True)
+class RequestHeaders:
+    headers: dict[str, dict[str, str]]  # webhook -> its custom headers, decrypted
+    unavailable: frozenset[str]  # webhooks whose sensitive values no key decrypts
+
+
+def webhooks_request_headers(*, webhooks: Collection[Webhook]) -> RequestHeaders:
+    """The custom headers to send, sensitive values decrypted, per webhook ID.
+
+    A webhook whose sensitive values cannot be decrypted (WEBHOOKS_ENCRYPTION_KEYS lost
+    its key) is listed as unavailable, as undecryptable signing secrets are; the rest are
+    unaffected.
+    """
+    found: dict[str, dict[str, str]] = {}
+    unavailable: set[str] = set()
+    for webhook in webhooks:
+        try:
+            sensitive = decrypt_headers(webhook.sensitive_headers_ciphertext)
+        except SecretUnavailable:
+            unavailable.add(webhook.pk)
+            continue
+        found[webhook.pk] = {**(webhook.headers or {}), **sensitive}
+    return RequestHeaders(headers=found, unavailable=frozenset(unavailable))
 
 
 def _secret_add(*, webhook: Webhook, secret: str | None = None) -> str:
@@ -134,14 +218,31 @@ def webhook_secret_rotate(*, webhook: Webhook, grace_period: timedelta | None = 
 
 
 def webhook_secrets_live(*, webhook: Webhook, now: datetime | None = None) -> list[str]:
-    """Secrets that sign right now, newest first."""
-    return list(webhooks_secrets_live(webhook_ids={webhook.pk}, now=now).get(webhook.pk, ()))
+    """Secrets that sign right now, newest first. Raises SecretUnavailable if one cannot
+    be decrypted."""
+    live = webhooks_secrets_live(webhook_ids={webhook.pk}, now=now)
+    if live.unavailable:
+        raise SecretUnavailable(
+            "a webhook secret could not be decrypted; is WEBHOOKS_ENCRYPTION_KEYS complete?"
+        )
+    return list(live.secrets.get(webhook.pk, ()))
+
+
+@dataclass(frozen=True)
+class LiveSecrets:
+    secrets: dict[str, tuple[str, ...]]  # webhook -> its live secrets, newest first
+    unavailable: frozenset[str]  # webhooks with a live secret no key decrypts
 
 
 def webhooks_secrets_live(
     *, webhook_ids: Collection[str], now: datetime | None = None
-) -> dict[str, tuple[str, ...]]:
-    """Live secrets of many webhooks in one query, newest first for each."""
+) -> LiveSecrets:
+    """Live secrets of many webhooks in one query, newest first for each.
+
+    A webhook with a secret that cannot be decrypted (WEBHOOKS_ENCRYPTION_KEYS lost its
+    key) is listed as unavailable, with none of its secrets: signing with only some of
+    them would fail receivers that still verify with the others. The rest are unaffected.
+    """
     moment = now or timezone.now()
     rows = (
         WebhookSecret.objects.filter(webhook_id__in=webhook_ids)
@@ -150,9 +251,16 @@ def webhooks_secrets_live(
         .values_list("webhook_id", "ciphertext")
     )
     found: dict[str, list[str]] = defaultdict(list)
+    unavailable: set[str] = set()
     for webhook_id, ciphertext in rows:
-        found[webhook_id].append(decrypt_secret(ciphertext))
-    return {k: tuple(v) for k, v in found.items()}
+        try:
+            found[webhook_id].append(decrypt_secret(ciphertext))
+        except SecretUnavailable:
+            unavailable.add(webhook_id)
+    return LiveSecrets(
+        secrets={k: tuple(v) for k, v in found.items() if k not in unavailable},
+        unavailable=frozenset(unavailable),
+    )
 
 
 def webhook_secret_current(*, webhook: Webhook) -> str:

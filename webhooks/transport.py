@@ -18,7 +18,7 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -29,13 +29,16 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from yarl import URL
 
+from webhooks.header_secrets import REDACTED, is_sensitive
 from webhooks.signing import signature_header
+from webhooks.storable import storable_headers, storable_text
 from webhooks.targets import (
     BlockedTarget,
+    InvalidTargetURL,
     NetworkPolicy,
     ResolutionFailed,
     checked_addresses,
-    parse_ip_literal,
+    parse_target,
 )
 
 SIGNATURE_HEADER = "webhook-signature"
@@ -58,14 +61,19 @@ RESERVED_HEADERS = frozenset(
 class OutgoingRequest:
     url: str
     body: bytes
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] = field(repr=False)
+    # Lower-cased names of the custom headers that carry credentials.
+    sensitive: frozenset[str] = frozenset()
 
     def redacted_headers(self) -> dict[str, str]:
-        """Headers safe to store: signatures replaced, so a log leaks nothing to forge with."""
-        return {
-            k: ("v1,<redacted>" if k.lower() == SIGNATURE_HEADER else v)
-            for k, v in self.headers.items()
-        }
+        """Headers safe to store: signatures and sensitive values replaced, so a log leaks
+        nothing to forge or authenticate with."""
+        return {k: self._shown(k, v) for k, v in self.headers.items()}
+
+    def _shown(self, name: str, value: str) -> str:
+        if name.lower() == SIGNATURE_HEADER:
+            return "v1,<redacted>"
+        return REDACTED if name.lower() in self.sensitive else value
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,8 @@ class DeliveryResult:
     status_code: int | None
     duration_ms: int
     headers: Mapping[str, str] = field(default_factory=dict)
-    body: str = ""
+    body: str = ""  # storable text: see webhooks.storable
+    body_bytes: int = 0  # bytes of body received (at most the limit), before any replacing
     error_kind: str = ""
     error_message: str = ""
 
@@ -113,9 +122,11 @@ def build_request(
     custom_headers: Mapping[str, str],
     now: datetime,
     user_agent: str,
+    sensitive_headers: Collection[str] = (),
 ) -> OutgoingRequest:
     timestamp = int(now.timestamp())
     headers = {k: v for k, v in custom_headers.items() if k.lower() not in RESERVED_HEADERS}
+    sensitive = frozenset(k.lower() for k in headers if is_sensitive(k, sensitive_headers))
     headers.update(
         {
             "content-type": "application/json",
@@ -127,7 +138,7 @@ def build_request(
             ),
         }
     )
-    return OutgoingRequest(url=url, body=body, headers=headers)
+    return OutgoingRequest(url=url, body=body, headers=headers, sensitive=sensitive)
 
 
 class PolicyResolver(AbstractResolver):
@@ -168,6 +179,29 @@ class PolicyResolver(AbstractResolver):
         pass
 
 
+def checked_url(raw_url: str, policy: NetworkPolicy) -> URL:
+    """The URL to connect to, its host canonical, once the policy allowed it as written.
+
+    We classify the host ourselves instead of trusting the client's "is this an IP
+    address" heuristic, which changes between versions (aiohttp before 3.14.1 connected
+    to 127.0.0.1 written in full-width digits without asking any resolver). An IP
+    literal, in any form, is checked here and connected to as its plain address; a
+    canonical name never looks like an address, so the client always resolves it
+    through PolicyResolver.
+    """
+    try:
+        target = parse_target(raw_url)
+    except InvalidTargetURL as exc:
+        raise BlockedTarget(str(exc).rstrip(".")) from None
+    reason = policy.target_refusal(target)
+    if reason is not None:
+        raise BlockedTarget(reason)
+    url = URL(target.url, encoded=True)  # send the path exactly as registered
+    if url.raw_host != target.host or url.user is not None:
+        raise BlockedTarget(f"the URL of {target.host} does not parse to one clear host")
+    return url
+
+
 class Transport:
     """Keep-alive connections per endpoint, on the running event loop.
 
@@ -191,8 +225,10 @@ class Transport:
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),  # never store or send cookies
                 trust_env=False,  # no proxies or .netrc credentials from the environment
+                # Bodies are kept as sent, never inflated: nothing to bomb, nothing to
+                # parse. Asking for identity makes compression the receiver's mistake.
                 auto_decompress=False,
-                skip_auto_headers=("Accept-Encoding",),  # bodies are stored as sent
+                headers={"Accept-Encoding": "identity"},
             )
         return self._session
 
@@ -208,6 +244,10 @@ class Transport:
         connect_timeout: float,
         body_limit: int,
     ) -> DeliveryResult:
+        """POST `request`. `timeout` bounds the whole attempt (resolving, connecting,
+        sending, the answer and its body, and the one retry after a reset), so a receiver
+        that drips its answer cannot hold a sender longer; `connect_timeout` bounds each
+        connection's setup within it."""
         started = time.monotonic()
 
         def failure(kind: str, message: str) -> DeliveryResult:
@@ -215,28 +255,33 @@ class Transport:
                 status_code=None,
                 duration_ms=int((time.monotonic() - started) * 1000),
                 error_kind=kind,
-                error_message=message,
+                error_message=storable_text(message),
             )
 
+        deadline = asyncio.timeout(timeout)
         try:
-            status, headers, body = await self._post(
-                request,
-                timeout=aiohttp.ClientTimeout(
-                    total=connect_timeout + timeout, sock_connect=connect_timeout, sock_read=timeout
-                ),
-                body_limit=body_limit,
-            )
+            async with deadline:
+                status, headers, body = await self._post(
+                    request,
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=connect_timeout),
+                    body_limit=body_limit,
+                )
+        except TimeoutError as exc:
+            if deadline.expired():
+                return failure("timeout", f"no complete answer within {timeout:g} s")
+            return failure(_classify(exc), _short(exc))
         except BlockedTarget as exc:
             return failure("blocked_target", str(exc))
         except ResolutionFailed as exc:
             return failure("dns", str(exc))
-        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, OSError, ValueError) as exc:
             return failure(_classify(exc), _short(exc))
         return DeliveryResult(
             status_code=status,
             duration_ms=int((time.monotonic() - started) * 1000),
-            headers=headers,
-            body=body.decode("utf-8", errors="replace"),
+            headers=storable_headers(headers),
+            body=storable_text(body),
+            body_bytes=len(body),
             error_kind="" if 200 <= status < 300 else "http",
             error_message="" if 200 <= status < 300 else f"HTTP {status}",
         )
@@ -244,10 +289,7 @@ class Transport:
     async def _post(
         self, request: OutgoingRequest, *, timeout: aiohttp.ClientTimeout, body_limit: int
     ) -> tuple[int, dict[str, str], bytes]:
-        url = URL(request.url, encoded=True)  # send the path exactly as registered
-        literal = parse_ip_literal(url.host or "")
-        if literal is not None:  # aiohttp skips the resolver for literal addresses
-            checked_addresses(url.host or "", [literal], self.policy)
+        url = checked_url(request.url, self.policy)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_is_connection_reset),
             stop=stop_after_attempt(2),
@@ -262,8 +304,7 @@ class Transport:
                     timeout=timeout,
                 ) as response:
                     body = await _read_limited(response, body_limit)
-                    headers = {k.lower(): v for k, v in response.headers.items()}
-                    return response.status, headers, body
+                    return response.status, dict(response.headers.items()), body
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
 

@@ -1,32 +1,49 @@
 """Validation of webhook fields, shared by services, the API and the admin."""
 
 import re
+import unicodedata
 from collections.abc import Mapping
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from events.catalogue import catalogue
 from events.patterns import is_pattern
 from webhooks import conf
-from webhooks.targets import InvalidTargetURL, NetworkPolicy, validate_target_url
+from webhooks.targets import InvalidTargetURL, NetworkPolicy, OwnHosts, validate_target_url
 from webhooks.transport import RESERVED_HEADERS
 
-_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}$")
+# Matched with fullmatch: `$` would also match before a final newline ("X-A\n").
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+# Control (C0, DEL, C1), format (zero-width, bidi overrides), surrogate and line/paragraph
+# separator characters: some are line breaks to some HTTP stack, none belong in a value.
+_FORBIDDEN_IN_VALUES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 MAX_CUSTOM_HEADERS = 20
 MAX_HEADER_VALUE = 1000
 MAX_EVENT_TYPES = 100
 
 
 def network_policy() -> NetworkPolicy:
-    return _policy_for(conf.allowed_networks())
+    """What webhooks may reach: the allowed networks, and never this service itself."""
+    own_hosts = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not own_hosts:  # what Django then answers to
+        own_hosts = [".localhost", "127.0.0.1", "[::1]"]
+    site_url = str(getattr(settings, "SITE_URL", ""))
+    web_port = int(getattr(settings, "WEB_PORT", 8000))
+    return _policy_for(conf.allowed_networks(), tuple(own_hosts), site_url, web_port)
 
 
 @lru_cache(maxsize=32)
-def _policy_for(names: tuple[str, ...]) -> NetworkPolicy:
+def _policy_for(
+    names: tuple[str, ...], own_hosts: tuple[str, ...], site_url: str, web_port: int
+) -> NetworkPolicy:
     # Read on every send; parsing the networks each time would show on the hot path.
-    return NetworkPolicy.from_names(names)
+    return replace(
+        NetworkPolicy.from_names(names), own_hosts=OwnHosts.of(own_hosts, site_url, [web_port])
+    )
 
 
 def clean_url(url: Any) -> str:
@@ -63,20 +80,47 @@ def clean_headers(value: Any) -> dict[str, str]:
     if len(value) > MAX_CUSTOM_HEADERS:
         raise ValidationError({"headers": f"At most {MAX_CUSTOM_HEADERS} custom headers."})
     cleaned: dict[str, str] = {}
+    seen: dict[str, str] = {}
     for name, header_value in value.items():
-        if not isinstance(name, str) or not _HEADER_NAME.match(name):
+        if not _is_header_name(name):
             raise ValidationError({"headers": f"Invalid header name {str(name)[:100]!r}."})
         if name.lower() in RESERVED_HEADERS or name.lower().startswith("webhook-"):
             raise ValidationError(
                 {"headers": f"{name} is set by ctrlplane and cannot be overridden."}
             )
+        if name.lower() in seen:
+            raise ValidationError(
+                {"headers": f"{seen[name.lower()]} and {name} name the same header."}
+            )
+        seen[name.lower()] = name
         if not isinstance(header_value, str) or len(header_value) > MAX_HEADER_VALUE:
             raise ValidationError(
                 {"headers": f"{name}: a string of at most {MAX_HEADER_VALUE} characters."}
             )
-        if any(c in header_value for c in "\r\n\x00"):
+        if any(unicodedata.category(c) in _FORBIDDEN_IN_VALUES for c in header_value):
             raise ValidationError(
-                {"headers": f"The value of {name} may not contain CR, LF or NUL."}
+                {
+                    "headers": f"The value of {name} may not contain control or invisible "
+                    "characters (CR, LF, NUL, tab, DEL, zero-width, line separators)."
+                }
             )
         cleaned[name] = header_value
     return cleaned
+
+
+def clean_sensitive_headers(value: Any) -> list[str]:
+    """Names a tenant marks sensitive beyond the default ones (see header_secrets)."""
+    if value is None:
+        return []
+    if not isinstance(value, list | tuple):
+        raise ValidationError({"sensitive_headers": "Must be a list of header names."})
+    if len(value) > MAX_CUSTOM_HEADERS:
+        raise ValidationError({"sensitive_headers": f"At most {MAX_CUSTOM_HEADERS} names."})
+    bad = [str(name)[:100] for name in value if not _is_header_name(name)]
+    if bad:
+        raise ValidationError({"sensitive_headers": f"Invalid header name {bad[0]!r}."})
+    return list({name.lower(): name for name in value}.values())
+
+
+def _is_header_name(name: Any) -> bool:
+    return isinstance(name, str) and _HEADER_NAME.fullmatch(name) is not None

@@ -35,7 +35,7 @@ class TenantAdmin(admin.ModelAdmin[Tenant]):
     inlines = [ApiKeyInline]
     actions = ["create_api_key"]
 
-    @admin.action(description="Create an API key (shown once)")
+    @admin.action(description="Create an API key (shown once)", permissions=["create_api_key"])
     def create_api_key(
         self, request: HttpRequest, queryset: QuerySet[Tenant]
     ) -> HttpResponse | None:
@@ -56,6 +56,10 @@ class TenantAdmin(admin.ModelAdmin[Tenant]):
             },
         )
 
+    def has_create_api_key_permission(self, request: HttpRequest) -> bool:
+        # A permission of its own: the key it prints reads every signing secret of the tenant.
+        return request.user.has_perm("tenants.create_api_key")
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
@@ -69,7 +73,7 @@ class ApiKeyAdmin(admin.ModelAdmin[ApiKey]):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # keys are created from a tenant, so the value can be shown once
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         for api_key in queryset:
             api_key_revoke(api_key=api_key)

@@ -28,6 +28,9 @@ class ApiKey(models.Model):
     class Meta:
         ordering = ["-created"]
         verbose_name = "API key"
+        # A key reads every signing secret of its tenant through the API, so minting one
+        # is granted on its own, never implied by viewing or changing tenants or keys.
+        permissions = [("create_api_key", "Can create API keys (shown once)")]
 
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.tenant.slug})"

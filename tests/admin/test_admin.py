@@ -1,17 +1,24 @@
 """The operators' admin, driven through the Django test client."""
 
+import json
 import re
 
 import pytest
-from django.contrib.auth.models import User
+from django.contrib.auth.models import Permission, User
 from django.urls import reverse
 
 import events
 from ctrlplane.tenants.models import ApiKey
 from ctrlplane.tenants.services import api_key_authenticate, api_key_create
 from events.models import EventRecord
+from webhooks.attempts import delivery_attempt
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
-from webhooks.services import webhook_create, webhook_secret_current, webhook_secrets_live
+from webhooks.services import (
+    webhook_create,
+    webhook_secret_current,
+    webhook_secrets_live,
+    webhooks_request_headers,
+)
 
 URL = "https://hooks.example.com/in"
 
@@ -210,3 +217,100 @@ def test_retry_selected_deliveries(staff, tenant, hook):
     action(staff, "webhooks_delivery", "retry_selected", [delivery.pk])
     delivery.refresh_from_db()
     assert (delivery.status, delivery.next_trigger) == (DeliveryStatus.PENDING, "manual")
+
+
+# -- sensitive headers -----------------------------------------------------------------
+
+
+@pytest.fixture
+def hook_with_credentials(tenant):
+    return webhook_create(
+        tenant=tenant,
+        url=URL,
+        headers={"Authorization": "Bearer adm-61", "X-Foo": "foo-61", "X-Team": "ops"},
+        sensitive_headers=["X-Foo"],
+    )
+
+
+def sent_headers(webhook):
+    webhook.refresh_from_db()
+    return webhooks_request_headers(webhooks=[webhook]).headers[webhook.pk]
+
+
+def test_change_form_shows_sensitive_values_redacted_and_keeps_them_on_save(
+    staff, hook_with_credentials
+):
+    url = reverse("admin:webhooks_webhook_change", args=[hook_with_credentials.pk])
+    page = staff.get(url).content.decode()
+    assert "adm-61" not in page
+    assert "foo-61" not in page
+    assert "&lt;redacted&gt;" in page
+    form = staff.get(url).context["adminform"].form
+    assert form.initial["headers"] == {
+        "X-Team": "ops",
+        "Authorization": "<redacted>",
+        "X-Foo": "<redacted>",
+    }
+    assert form.initial["sensitive_headers"] == "X-Foo"
+    response = staff.post(
+        url,
+        {
+            "url": URL,
+            "event_types": [],
+            "event_patterns": "",
+            "headers": json.dumps({**form.initial["headers"], "X-Team": "platform"}),
+            "sensitive_headers": "X-Foo",
+            "active": "on",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert sent_headers(hook_with_credentials) == {
+        "Authorization": "Bearer adm-61",
+        "X-Foo": "foo-61",
+        "X-Team": "platform",
+    }
+
+
+def test_add_form_encrypts_sensitive_headers(staff, tenant):
+    response = staff.post(
+        reverse("admin:webhooks_webhook_add"),
+        {
+            "tenant": tenant.pk,
+            "url": URL,
+            "headers": '{"X-Api-Key": "k-19", "X-Tenant-Pass": "p-19"}',
+            "sensitive_headers": "X-Tenant-Pass",
+            "active": "on",
+        },
+    )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    webhook = Webhook.objects.get()
+    assert (webhook.headers, webhook.sensitive_headers) == ({}, ["X-Api-Key", "X-Tenant-Pass"])
+    assert sent_headers(webhook) == {"X-Api-Key": "k-19", "X-Tenant-Pass": "p-19"}
+
+
+def test_a_view_only_operator_sees_sensitive_headers_redacted(client, hook_with_credentials):
+    user = User.objects.create_user("viewer", "viewer@example.com", "pw", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_webhook"))
+    client.force_login(user)
+    listing = client.get(reverse("admin:webhooks_webhook_changelist"))
+    page = client.get(reverse("admin:webhooks_webhook_change", args=[hook_with_credentials.pk]))
+    assert (listing.status_code, page.status_code) == (200, 200)
+    for response in (listing, page):
+        assert "adm-61" not in response.content.decode()
+        assert "foo-61" not in response.content.decode()
+    assert "&lt;redacted&gt;" in page.content.decode()
+    assert "X-Team" in page.content.decode()
+
+
+def test_attempt_records_show_sensitive_headers_redacted(staff, tenant, receiver):
+    webhook = webhook_create(
+        tenant=tenant, url=receiver.route("/in"), headers={"Authorization": "Bearer adm-62"}
+    )
+    events.publish("deploy.started", tenant=tenant)
+    delivery = Delivery.objects.get(webhook=webhook)
+    delivery_attempt(delivery_id=delivery.pk)
+    [request] = receiver.wait_for("/in", 1)
+    assert request.headers["authorization"] == "Bearer adm-62"
+    page = staff.get(reverse("admin:webhooks_delivery_change", args=[delivery.pk]))
+    assert "adm-62" not in page.content.decode()
+    assert "&lt;redacted&gt;" in page.content.decode()

@@ -132,3 +132,18 @@ def test_event_types_lists_the_catalogue(api):
     assert {"deploy.succeeded", "health.recovered", "webhook.test", "delivery.exhausted"} <= names
     disabled = next(t for t in response.json() if t["name"] == "webhook.disabled")
     assert disabled["schema"]["required"] == ["webhook_id", "url", "reason"]
+
+
+@pytest.mark.parametrize("notice", ["webhook.test", "webhook.disabled", "delivery.exhausted"])
+def test_tenants_cannot_publish_the_services_own_notices(api, tenant, notice):
+    spoof = {"webhook_id": "wh_1", "url": "https://x.example/", "reason": "410 Gone"}
+    response = api.post("/api/v1/events/", {"type": notice, "data": spoof}, format="json")
+    assert response.status_code == 400, response.content
+    assert "cannot be published" in response.json()["type"][0]
+    assert not EventRecord.objects.exists()
+
+
+def test_event_types_say_which_are_service_notices(api):
+    flags = {t["name"]: t["service_only"] for t in api.get("/api/v1/event-types/").json()}
+    assert flags["webhook.disabled"] is flags["delivery.exhausted"] is flags["webhook.test"] is True
+    assert flags["deploy.succeeded"] is False

@@ -1,3 +1,4 @@
+import json
 from datetime import timedelta
 
 import pytest
@@ -63,6 +64,15 @@ def test_secret_endpoint_reveals_it_and_rotation_keeps_the_old_one_for_the_grace
     assert webhook_secrets_live(webhook=hook) == [new, old]
 
 
+def test_responses_that_reveal_a_secret_are_never_cached(api, hook):
+    revealed = api.get(f"/api/v1/webhooks/{hook.pk}/secret/")
+    rotated = api.post(f"/api/v1/webhooks/{hook.pk}/rotate-secret/", {}, format="json")
+    for response in (revealed, rotated):
+        assert response.status_code == 200
+        directives = {d.strip() for d in response["Cache-Control"].split(",")}
+        assert {"no-store", "private"} <= directives
+
+
 @pytest.mark.parametrize(
     ("payload", "field"),
     [
@@ -87,11 +97,92 @@ def test_create_rejects_bad_input_with_field_messages(api, settings, payload, fi
     assert not Webhook.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"X-A\n": "a"}, "Invalid header name"),
+        ({"X-A": "a\x0bb"}, "control"),
+        ({"X-A": "a\x7f"}, "control"),
+        ({"X-A": "a\x85b"}, "control"),
+        ({"X-A": "a\u2028b"}, "control"),
+        ({"X-A": "a", "x-a": "b"}, "the same header"),
+    ],
+)
+def test_bad_header_names_and_values_are_a_400_with_a_field_message(api, headers, message):
+    response = api.post("/api/v1/webhooks/", {"url": URL, "headers": headers}, format="json")
+    assert response.status_code == 400, response.content
+    assert message in " ".join(response.json()["headers"])
+    assert not Webhook.objects.exists()
+
+
 def test_malformed_json_is_a_400(api):
     response = api.generic(
         "POST", "/api/v1/webhooks/", "{not json", content_type="application/json"
     )
     assert response.status_code == 400
+
+
+UNICODE_DIGIT_URLS = [  # the hosts: full-width, circled, bold, and the metadata one
+    "http://\uff11\uff12\uff17.\uff10.\uff10.\uff11/",
+    "http://\u2460\u2461\u2466.0.0.1/",
+    "http://\U0001d7cf\U0001d7d0\U0001d7d5.\U0001d7ce.\U0001d7ce.\U0001d7cf/",
+    "http://\uff11\uff16\uff19.\uff12\uff15\uff14.\uff11\uff16\uff19.\uff12\uff15\uff14/latest/",
+]
+
+
+@pytest.mark.parametrize("url", UNICODE_DIGIT_URLS)
+@pytest.mark.parametrize("allowed", [[], ["loopback", "link_local"]], ids=["strict", "lenient"])
+def test_create_refuses_hosts_written_in_unicode_digits(api, settings, url, allowed):
+    settings.WEBHOOKS_ALLOWED_NETWORKS = allowed
+    response = api.post("/api/v1/webhooks/", {"url": url}, format="json")
+    assert response.status_code == 400
+    assert "digits that are not ASCII" in str(response.json()["url"])
+    assert not Webhook.objects.exists()
+
+
+@pytest.fixture
+def own_hosts(settings) -> None:
+    settings.ALLOWED_HOSTS = [
+        "testserver",
+        "ctrl.example.com",
+        ".ctrl.example.net",
+        "localhost",
+        "127.0.0.1",
+    ]
+    settings.SITE_URL = "https://events.example.org"
+    settings.WEB_PORT = 8000
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://ctrl.example.com/api/v1/events/",
+        "https://eu.ctrl.example.net/api/v1/events/",
+        "https://events.example.org/api/v1/events/",
+        "http://127.0.0.1:8000/api/v1/events/",
+        "http://localhost:8000/api/v1/events/",
+    ],
+)
+def test_create_refuses_the_services_own_hosts(api, own_hosts, url):
+    response = api.post("/api/v1/webhooks/", {"url": url}, format="json")
+    assert response.status_code == 400
+    assert "this service's own address" in str(response.json()["url"])
+    assert not Webhook.objects.exists()
+
+
+def test_a_webhook_cannot_be_moved_onto_the_services_own_host(api, own_hosts, hook):
+    response = api.patch(
+        f"/api/v1/webhooks/{hook.pk}/", {"url": "https://ctrl.example.com/x"}, format="json"
+    )
+    assert response.status_code == 400
+    assert "own address" in str(response.json()["url"])
+    hook.refresh_from_db()
+    assert hook.url == URL
+
+
+def test_a_local_receiver_on_another_port_can_still_be_registered(api, own_hosts):
+    response = api.post("/api/v1/webhooks/", {"url": "http://127.0.0.1:8001/in"}, format="json")
+    assert response.status_code == 201, response.content
 
 
 def test_patch_changes_fields_and_active_reenables(api, hook):
@@ -207,3 +298,134 @@ def test_recover_validates_its_window(api, hook, payload, field):
     response = api.post(f"/api/v1/webhooks/{hook.pk}/recover/", payload, format="json")
     assert response.status_code == 400
     assert field in response.json()
+
+
+# -- sensitive headers -------------------------------------------------------------------
+
+CREDENTIALS = {
+    "Authorization": "Bearer tok-4f9a",
+    "X-Api-Token": "apitok-77c1",
+    "X-Foo": "foo-3e2b",
+}
+
+
+def create_with_credentials(api):
+    response = api.post(
+        "/api/v1/webhooks/",
+        {
+            "url": URL,
+            "headers": {**CREDENTIALS, "X-Team": "ops"},
+            "sensitive_headers": ["X-Foo"],
+        },
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def stored_values(webhook_id: str) -> dict[str, str]:
+    from webhooks.services import webhooks_request_headers
+
+    webhook = Webhook.objects.get(pk=webhook_id)
+    return webhooks_request_headers(webhooks=[webhook]).headers[webhook.pk]
+
+
+def test_sensitive_headers_are_encrypted_and_never_shown_again(api):
+    body = create_with_credentials(api)
+    redacted = {"Authorization": "<redacted>", "X-Api-Token": "<redacted>", "X-Foo": "<redacted>"}
+    assert body["headers"] == {**redacted, "X-Team": "ops"}
+    assert body["sensitive_headers"] == ["Authorization", "X-Api-Token", "X-Foo"]
+
+    row = Webhook.objects.filter(pk=body["id"]).values().get()
+    for value in CREDENTIALS.values():
+        assert value not in json.dumps(row, default=str)
+    assert row["headers"] == {"X-Team": "ops"}
+    assert stored_values(body["id"]) == {**CREDENTIALS, "X-Team": "ops"}
+
+    listing = api.get("/api/v1/webhooks/")
+    detail = api.get(f"/api/v1/webhooks/{body['id']}/")
+    assert listing.json()["results"][0]["headers"] == {**redacted, "X-Team": "ops"}
+    assert detail.json()["headers"] == {**redacted, "X-Team": "ops"}
+    for response in (listing, detail):
+        for value in CREDENTIALS.values():
+            assert value not in response.content.decode()
+
+
+def test_patch_round_trip_keeps_replaces_and_removes_sensitive_headers(api):
+    body = create_with_credentials(api)
+    url = f"/api/v1/webhooks/{body['id']}/"
+
+    # GET → change one plain header → PATCH back: the redacted values are kept.
+    shown = api.get(url).json()
+    response = api.patch(
+        url,
+        {"headers": {**shown["headers"], "X-Team": "platform"}, "sensitive_headers": ["X-Foo"]},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["headers"]["X-Foo"] == "<redacted>"
+    assert stored_values(body["id"]) == {**CREDENTIALS, "X-Team": "platform"}
+
+    # A new value replaces the stored one; X-Foo stays sensitive without being named again.
+    response = api.patch(
+        url,
+        {"headers": {**shown["headers"], "Authorization": "Bearer new-91d0", "X-Foo": "foo-2"}},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["headers"]["Authorization"] == "<redacted>"
+    assert response.json()["headers"]["X-Foo"] == "<redacted>"
+    assert "new-91d0" not in response.content.decode()
+    assert stored_values(body["id"]) == {
+        **CREDENTIALS,
+        "Authorization": "Bearer new-91d0",
+        "X-Foo": "foo-2",
+        "X-Team": "ops",
+    }
+
+    # A header left out is removed, sensitive or not.
+    response = api.patch(url, {"headers": {"X-Api-Token": "<redacted>"}}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["headers"] == {"X-Api-Token": "<redacted>"}
+    assert response.json()["sensitive_headers"] == ["X-Api-Token"]
+    assert stored_values(body["id"]) == {"X-Api-Token": "apitok-77c1"}
+
+
+def test_patch_can_mark_an_existing_header_sensitive(api):
+    created = api.post(
+        "/api/v1/webhooks/", {"url": URL, "headers": {"X-Pass": "p-5"}}, format="json"
+    ).json()
+    assert created["headers"] == {"X-Pass": "p-5"}
+    url = f"/api/v1/webhooks/{created['id']}/"
+    response = api.patch(url, {"sensitive_headers": ["x-pass"]}, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["headers"] == {"X-Pass": "<redacted>"}
+    assert stored_values(created["id"]) == {"X-Pass": "p-5"}
+    assert "p-5" not in json.dumps(
+        Webhook.objects.filter(pk=created["id"]).values().get(), default=str
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        ({"headers": {"X-A": "<redacted>"}}, "headers", "has none"),
+        ({"headers": {"X-A": "a"}, "sensitive_headers": ["X-B"]}, "sensitive_headers", "X-B"),
+        ({"headers": {"X-A": "a"}, "sensitive_headers": ["bad name"]}, "sensitive_headers", ""),
+    ],
+)
+def test_bad_sensitive_headers_are_a_400_with_a_field_message(api, payload, field, message):
+    response = api.post("/api/v1/webhooks/", {"url": URL, **payload}, format="json")
+    assert response.status_code == 400, response.content
+    assert message in " ".join(response.json()[field])
+    assert not Webhook.objects.exists()
+
+
+def test_the_schema_documents_redaction(api):
+    schema = api.get("/api/schema/?format=json").json()["components"]["schemas"]
+    assert "<redacted>" in schema["WebhookOutput"]["properties"]["headers"]["description"]
+    assert "sensitive_headers" in schema["WebhookOutput"]["properties"]
+    assert (
+        "<redacted>"
+        in schema["PatchedWebhookUpdateInputRequest"]["properties"]["headers"]["description"]
+    )

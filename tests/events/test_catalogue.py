@@ -77,3 +77,16 @@ def test_type_names_cannot_be_patterns_or_blank(name):
 def test_an_invalid_schema_is_refused_at_registration():
     with pytest.raises(ValueError, match="invalid JSON Schema"):
         EventTypeRegistry().register("a.b", description="x", schema={"type": "nonsense"})
+
+
+def test_a_type_can_be_registered_as_a_service_notice():
+    registry = EventTypeRegistry()
+    spec = registry.register("ops.alarm", description="An alarm.", service_only=True)
+    assert spec.service_only
+    assert registry.get("ops.alarm").service_only
+    assert not any(s.service_only for s in lifecycle_registry())
+
+
+def test_the_webhooks_notices_are_service_only():
+    notices = {spec.name for spec in catalogue if spec.service_only}
+    assert notices == {"webhook.test", "webhook.disabled", "delivery.exhausted"}

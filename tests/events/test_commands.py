@@ -44,3 +44,11 @@ def test_publish_event_command_rejects_bad_arguments_clearly(tenant, args, messa
     with pytest.raises(CommandError, match=message):
         call_command("publish_event", *args)
     assert not EventRecord.objects.exists()
+
+
+@pytest.mark.parametrize("notice", ["webhook.test", "webhook.disabled", "delivery.exhausted"])
+def test_publish_event_command_refuses_the_services_own_notices(tenant, notice):
+    data = json.dumps({"webhook_id": "wh_1", "url": "https://x.example/", "reason": "spoof"})
+    with pytest.raises(CommandError, match=r"^type: .* cannot be published"):
+        call_command("publish_event", notice, "--tenant", "acme", "--data", data)
+    assert not EventRecord.objects.exists()

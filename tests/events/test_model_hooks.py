@@ -92,3 +92,8 @@ def test_disconnect_stops_the_events(hooked):
 def test_unknown_event_types_are_refused_when_wiring(db):
     with pytest.raises(UnknownEventType):
         events.emit_model_events(Server, tenant=lambda s: "acme", created="server.born")
+
+
+def test_service_notices_are_refused_when_wiring(db):
+    with pytest.raises(ValueError, match="service notice"):
+        events.emit_model_events(Server, tenant=lambda s: "acme", created="webhook.disabled")

@@ -175,3 +175,45 @@ def test_a_failing_subscriber_fails_the_publish_and_records_nothing(tenant):
     finally:
         sub.unsubscribe()
     assert not EventRecord.objects.exists()
+
+
+# -- the service's own notices ----------------------------------------------------------
+
+NOTICES = {
+    "webhook.test": {},
+    "webhook.disabled": {"webhook_id": "wh_1", "url": "https://x.example/", "reason": "410"},
+    "delivery.exhausted": {
+        "delivery_id": "dlv_1",
+        "webhook_id": "wh_1",
+        "event_id": "evt_1",
+        "event_type": "deploy.failed",
+        "attempts": 8,
+    },
+}
+
+
+@pytest.mark.parametrize("source", ["system", "api", "admin"])
+@pytest.mark.parametrize("notice", sorted(NOTICES))
+def test_the_publish_path_refuses_the_services_own_notices(tenant, received, notice, source):
+    with pytest.raises(ValidationError) as info:
+        events.publish(notice, tenant=tenant, data=NOTICES[notice], source=source)
+    assert "cannot be published" in info.value.message_dict["type"][0]
+    assert not EventRecord.objects.exists()
+    assert received == []
+
+
+@pytest.mark.parametrize("notice", sorted(NOTICES))
+def test_the_service_publishes_its_notices_through_their_own_call(tenant, received, notice):
+    from events.services import service_notice_publish
+
+    event = service_notice_publish(notice, tenant=tenant, data=NOTICES[notice])
+    assert EventRecord.objects.get(pk=event.id).type == notice
+    assert [e.id for e in received] == [event.id]
+
+
+def test_the_notice_call_is_for_notices_only(tenant):
+    from events.services import service_notice_publish
+
+    with pytest.raises(ValueError, match="not a service notice"):
+        service_notice_publish("deploy.started", tenant=tenant, data={})
+    assert not EventRecord.objects.exists()

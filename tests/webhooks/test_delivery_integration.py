@@ -11,8 +11,11 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 import events
 from tests.receiver import hang, sequence, status, wait_until
+from tests.services import require_postgres
+from tests.webhooks.test_attempts import BOGUS_GZIP, break_secret
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
 from webhooks.services import webhook_create, webhook_secret_current, webhook_secret_rotate
+from webhooks.sweeper import deliveries_sweep
 
 pytestmark = [pytest.mark.integration]
 
@@ -70,6 +73,36 @@ def test_signed_delivery_reaches_the_receiver_and_verifies(celery_worker, receiv
     assert attempt.response_body == "thanks"
     assert attempt.request_headers["webhook-signature"] == "v1,<redacted>"
     assert secret not in json.dumps(attempt.request_headers)
+
+
+def test_sensitive_headers_reach_the_receiver_and_are_redacted_on_record(
+    celery_worker, receiver, tenant
+):
+    credentials = {"Authorization": "Bearer live-5d1e", "X-Api-Token": "t-93", "X-Foo": "f-08"}
+    webhook = webhook_create(
+        tenant=tenant,
+        url=receiver.route("/creds", status(204)),
+        headers={**credentials, "X-Team": "platform"},
+        sensitive_headers=["X-Foo"],
+    )
+
+    events.publish("deploy.succeeded", tenant=tenant)
+
+    [request] = receiver.wait_for("/creds", 1)
+    assert request.headers["authorization"] == "Bearer live-5d1e"
+    assert request.headers["x-api-token"] == "t-93"
+    assert request.headers["x-foo"] == "f-08"
+    assert request.headers["x-team"] == "platform"
+    delivery = wait_for_status(webhook, DeliveryStatus.SUCCEEDED)
+    [attempt] = Attempt.objects.filter(delivery=delivery)
+    assert {k: attempt.request_headers[k] for k in [*credentials, "X-Team"]} == {
+        "Authorization": "<redacted>",
+        "X-Api-Token": "<redacted>",
+        "X-Foo": "<redacted>",
+        "X-Team": "platform",
+    }
+    for value in credentials.values():
+        assert value not in json.dumps(attempt.request_headers)
 
 
 def test_only_matching_active_webhooks_of_the_tenant_receive(
@@ -274,3 +307,49 @@ def test_a_full_lane_gives_deliveries_back_unsent(celery_worker, receiver, tenan
     wait_until(lambda: given_back.count() == 3)
     assert all(d.next_attempt_at > timezone.now() for d in given_back)  # later, by the sweeper
     assert not Attempt.objects.filter(delivery__in=given_back).exists()
+
+
+def test_one_tenants_hostile_receivers_cost_another_tenant_nothing(
+    celery_worker, receiver, tenant, other_tenant, fast_retries, settings
+):
+    """Answers PostgreSQL cannot store as sent, and a secret no key decrypts, in the same
+    worker as another tenant's deliveries: those are delivered exactly once, and nothing
+    is left `sending` for the sweeper to send again."""
+    require_postgres()
+    settings.WEBHOOKS_RETRY_SCHEDULE = [0]  # one attempt each, so the test ends
+    answers = {
+        "/nul": status(200, body=b"ok\x00"),
+        "/latin": status(200, body=b"caf\xe9 \xff"),
+        "/gzip": BOGUS_GZIP,
+        "/odd-header": status(200, {"X-Odd": "caf\xe9"}),
+    }
+    hostile = [
+        webhook_create(tenant=tenant, url=receiver.route(path, answer), event_types=["deploy.*"])
+        for path, answer in answers.items()
+    ]
+    locked = webhook_create(
+        tenant=tenant, url=receiver.route("/locked", status(204)), event_types=["deploy.*"]
+    )
+    break_secret(locked)
+    others = [
+        webhook_create(tenant=other_tenant, url=receiver.route(f"/b{n}", status(204)))
+        for n in range(5)
+    ]
+
+    with transaction.atomic():  # one commit: one dispatch for both tenants' deliveries
+        events.publish("deploy.started", tenant=tenant)
+        events.publish("deploy.started", tenant=other_tenant)
+
+    for webhook in [*hostile, *others]:
+        wait_for_status(webhook, DeliveryStatus.SUCCEEDED)
+    wait_for_status(locked, DeliveryStatus.EXHAUSTED)
+    deliveries_sweep()
+    time.sleep(1)  # time for anything sent again to arrive
+
+    assert not Delivery.objects.filter(status=DeliveryStatus.SENDING).exists()
+    assert [len(receiver.requests_to(f"/b{n}")) for n in range(5)] == [1] * 5
+    assert [len(receiver.requests_to(path)) for path in answers] == [1] * len(answers)
+    assert receiver.requests_to("/locked") == []
+    nul = Attempt.objects.get(delivery__webhook=hostile[0])
+    assert (nul.response_body, nul.response_body_bytes) == ("ok\ufffd", 3)
+    assert Attempt.objects.get(delivery__webhook=locked).error_kind == "secret_unavailable"

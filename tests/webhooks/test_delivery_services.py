@@ -8,6 +8,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 import events
+from events.services import service_notice_publish
 from tests.receiver import status, wait_until
 from tests.services import broker_down, require_postgres
 from webhooks.attempts import deliveries_claim, delivery_attempt
@@ -72,7 +73,7 @@ def test_events_not_in_the_event_log_are_not_fanned_out(hook):
 
 def test_a_test_event_goes_to_its_target_webhook_alone(tenant, hook):
     other = webhook_create(tenant=tenant, url="https://hooks.example.com/other")
-    events.publish("webhook.test", tenant=tenant, metadata={"webhook_id": hook.pk})
+    service_notice_publish("webhook.test", tenant=tenant, data={}, metadata={"webhook_id": hook.pk})
     assert list(Delivery.objects.values_list("webhook_id", flat=True)) == [hook.pk]
     assert not Delivery.objects.filter(webhook=other).exists()
 
@@ -257,6 +258,42 @@ def test_retry_is_refused_while_sending_or_when_the_webhook_is_disabled(hook):
         delivery_retry(delivery=done)
 
 
+# -- target safety at delivery time -------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_old_row_with_a_full_width_loopback_host_is_blocked_and_never_sent(
+    receiver, tenant, settings
+):
+    hook = webhook_create(tenant=tenant, url=receiver.route("/x", status(204)))
+    full_width = "\uff11\uff12\uff17.\uff10.\uff10.\uff11"  # 127.0.0.1 in full-width digits
+    # Stored as a row registered before validation refused it would be.
+    Webhook.objects.filter(pk=hook.pk).update(url=hook.url.replace("127.0.0.1", full_width))
+    settings.WEBHOOKS_ALLOWED_NETWORKS = []  # production: loopback blocked
+
+    delivery_attempt(delivery_id=make_delivery(hook).pk)
+
+    attempt = Attempt.objects.get(delivery__webhook=hook)
+    assert (attempt.error_kind, attempt.response_status) == ("blocked_target", None)
+    assert "127.0.0.1 is a loopback address" in attempt.error_message
+    assert receiver.received == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_old_row_aimed_at_the_services_own_host_is_blocked_and_never_sent(
+    receiver, tenant, settings
+):
+    hook = webhook_create(tenant=tenant, url=receiver.route("/api/v1/events/", status(202)))
+    settings.WEB_PORT = receiver.server.port  # the service now listens where it points
+
+    delivery_attempt(delivery_id=make_delivery(hook).pk)
+
+    attempt = Attempt.objects.get(delivery__webhook=hook)
+    assert attempt.error_kind == "blocked_target"
+    assert "this service's own address" in attempt.error_message
+    assert receiver.received == []
+
+
 # -- auto-disable ------------------------------------------------------------------------
 
 
@@ -307,3 +344,18 @@ def test_only_plain_ids_become_array_literals(value):
     assert _array_literal(["dlv_01ABC", "42"]) == "{dlv_01ABC,42}"
     with pytest.raises(ValueError, match="plain IDs"):
         _array_literal(["dlv_01ABC", value])
+
+
+# -- the service's own notices ----------------------------------------------------------
+
+
+def test_disabling_by_hand_still_announces_webhook_disabled(tenant, hook):
+    from events.models import EventRecord
+
+    watcher = webhook_create(
+        tenant=tenant, url="https://ops.example.com/", event_types=["webhook.disabled"]
+    )
+    assert webhook_disable(webhook=hook, reason="by hand") is True
+    notice = EventRecord.objects.get(type="webhook.disabled")
+    assert notice.payload == {"webhook_id": hook.pk, "url": hook.url, "reason": "by hand"}
+    assert Delivery.objects.filter(webhook=watcher, event=notice).exists()

@@ -5,8 +5,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from webhooks.header_secrets import decrypt_headers
 from webhooks.models import Delivery, DeliveryStatus, WebhookSecret
-from webhooks.secret_store import decrypt_secret, reencrypt_secret
+from webhooks.secret_store import SecretUnavailable, decrypt_secret, reencrypt_secret
 from webhooks.services import (
     webhook_create,
     webhook_disable,
@@ -14,6 +15,8 @@ from webhooks.services import (
     webhook_secret_rotate,
     webhook_secrets_live,
     webhook_update,
+    webhooks_request_headers,
+    webhooks_secrets_live,
 )
 
 URL = "https://hooks.example.com/in"
@@ -46,6 +49,19 @@ def test_create_generates_a_secret_encrypted_at_rest(tenant):
         ({"headers": {"Content-Type": "text/plain"}}, "headers", "cannot be overridden"),
         ({"headers": {"X-A": 5}}, "headers", "string"),
         ({"headers": ["X-A"]}, "headers", "object"),
+        ({"headers": {"X-A\n": "x"}}, "headers", "Invalid header name"),
+        ({"headers": {"X-A": "x\x0by"}}, "headers", "control"),
+        ({"headers": {"X-A": "x\x7f"}}, "headers", "control"),
+        ({"headers": {"X-A": "x\ty"}}, "headers", "control"),
+        ({"headers": {"X-A": "x\x9by"}}, "headers", "control"),
+        ({"headers": {"X-A": "\u200bx"}}, "headers", "control"),
+        ({"headers": {"X-A": "x\u2029"}}, "headers", "control"),
+        ({"headers": {"X-A": "\ud800"}}, "headers", "control"),
+        ({"headers": {"X-A": "1", "x-A": "2"}}, "headers", "the same header"),
+        ({"headers": {"X-A": "<redacted>"}}, "headers", "has none"),
+        ({"headers": {"X-A": "1"}, "sensitive_headers": ["X-B"]}, "sensitive_headers", "X-B"),
+        ({"headers": {"X-A": "1"}, "sensitive_headers": ["X-A\n"]}, "sensitive_headers", "name"),
+        ({"headers": {"X-A": "1"}, "sensitive_headers": "X-A"}, "sensitive_headers", "list"),
     ],
 )
 def test_create_refuses_bad_fields_with_field_messages(tenant, settings, fields, field, message):
@@ -141,6 +157,25 @@ def test_update_validates_like_create(tenant):
         webhook_update(webhook=webhook, tenant=None)
 
 
+def test_a_secret_no_key_decrypts_makes_only_its_webhook_unavailable(tenant, settings):
+    from cryptography.fernet import Fernet
+
+    healthy = webhook_create(tenant=tenant, url=URL)
+    locked = webhook_create(tenant=tenant, url=URL)
+    webhook_secret_rotate(webhook=locked)  # two live secrets, one of them lost
+    lost = Fernet(Fernet.generate_key()).encrypt(b"whsec_lost").decode()
+    WebhookSecret.objects.filter(pk=WebhookSecret.objects.filter(webhook=locked).first().pk).update(
+        ciphertext=lost
+    )
+
+    live = webhooks_secrets_live(webhook_ids={healthy.pk, locked.pk})
+
+    assert live.unavailable == {locked.pk}
+    assert list(live.secrets) == [healthy.pk]  # none of the locked webhook's, not some
+    with pytest.raises(SecretUnavailable, match="WEBHOOKS_ENCRYPTION_KEYS"):
+        webhook_secrets_live(webhook=locked)
+
+
 def test_no_secret_reaches_the_logs(tenant, caplog):
     with caplog.at_level(logging.DEBUG):
         webhook = webhook_create(tenant=tenant, url=URL)
@@ -148,3 +183,77 @@ def test_no_secret_reaches_the_logs(tenant, caplog):
         webhook_disable(webhook=webhook, reason="test")
     assert secret not in caplog.text
     assert secret[6:] not in caplog.text
+
+
+def test_non_ascii_printable_values_are_still_accepted(tenant):
+    webhook = webhook_create(tenant=tenant, url=URL, headers={"X-Name": "Zoë Ünal 日本"})
+    assert webhook.headers == {"X-Name": "Zoë Ünal 日本"}
+
+
+def test_sensitive_header_values_are_stored_encrypted(tenant):
+    webhook = webhook_create(
+        tenant=tenant,
+        url=URL,
+        headers={"Authorization": "Bearer b-1", "X-Foo": "f-1", "X-Team": "ops"},
+        sensitive_headers=["x-foo"],
+    )
+    webhook.refresh_from_db()
+    assert webhook.headers == {"X-Team": "ops"}
+    assert webhook.sensitive_headers == ["Authorization", "X-Foo"]
+    assert "b-1" not in webhook.sensitive_headers_ciphertext
+    assert decrypt_headers(webhook.sensitive_headers_ciphertext) == {
+        "Authorization": "Bearer b-1",
+        "X-Foo": "f-1",
+    }
+    assert webhook.redacted_headers() == {
+        "X-Team": "ops",
+        "Authorization": "<redacted>",
+        "X-Foo": "<redacted>",
+    }
+    assert webhooks_request_headers(webhooks=[webhook]).headers == {
+        webhook.pk: {"Authorization": "Bearer b-1", "X-Foo": "f-1", "X-Team": "ops"}
+    }
+
+
+def test_update_keeps_replaces_and_removes_sensitive_values(tenant):
+    webhook = webhook_create(
+        tenant=tenant,
+        url=URL,
+        headers={"Authorization": "Bearer b-1", "X-Foo": "f-1"},
+        sensitive_headers=["X-Foo"],
+    )
+    sent = lambda: webhooks_request_headers(webhooks=[webhook]).headers[webhook.pk]  # noqa: E731
+
+    webhook_update(webhook=webhook, description="unrelated")
+    assert sent() == {"Authorization": "Bearer b-1", "X-Foo": "f-1"}
+
+    webhook_update(webhook=webhook, headers={**webhook.redacted_headers(), "X-Foo": "f-2"})
+    assert webhook.sensitive_headers == ["Authorization", "X-Foo"]  # the mark stays
+    assert sent() == {"Authorization": "Bearer b-1", "X-Foo": "f-2"}
+
+    # Made plain again only with a new value and without the mark.
+    webhook_update(
+        webhook=webhook, headers={"X-Foo": "shown", "Authorization": "<redacted>"},
+        sensitive_headers=[],
+    )  # fmt: skip
+    assert webhook.headers == {"X-Foo": "shown"}
+    assert sent() == {"Authorization": "Bearer b-1", "X-Foo": "shown"}
+
+    webhook_update(webhook=webhook, headers={})
+    webhook.refresh_from_db()
+    assert (webhook.headers, webhook.sensitive_headers) == ({}, [])
+    assert webhook.sensitive_headers_ciphertext == ""
+
+
+def test_sensitive_headers_no_key_decrypts_make_only_their_webhook_unavailable(tenant, settings):
+    from cryptography.fernet import Fernet
+
+    settings.WEBHOOKS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    lost = webhook_create(tenant=tenant, url=URL, headers={"Authorization": "Bearer lost"})
+    settings.WEBHOOKS_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    fine = webhook_create(tenant=tenant, url=URL, headers={"Authorization": "Bearer fine"})
+
+    found = webhooks_request_headers(webhooks=[lost, fine])
+
+    assert found.unavailable == {lost.pk}
+    assert found.headers == {fine.pk: {"Authorization": "Bearer fine"}}

@@ -2,9 +2,13 @@
 
 import asyncio
 import errno
+import gzip
+import ipaddress
 import json
 import socket
 import ssl
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -13,14 +17,16 @@ import pytest
 import trustme
 from pytest_httpserver import HTTPServer
 from standardwebhooks.webhooks import Webhook as StandardWebhook
+from werkzeug import Response
 
-from tests.receiver import hang, status
+from tests.receiver import drip, hang, status
 from webhooks.signing import generate_secret
-from webhooks.targets import NetworkPolicy
-from webhooks.transport import Transport, build_request, event_body
+from webhooks.targets import BlockedTarget, NetworkPolicy, OwnHosts
+from webhooks.transport import Transport, build_request, checked_url, event_body
 
 LOOPBACK = NetworkPolicy.from_names(["loopback"])
 SECRET = generate_secret()
+FULL_WIDTH_LOOPBACK = "\uff11\uff12\uff17.\uff10.\uff10.\uff11"  # 127.0.0.1, full-width
 
 
 def outgoing(url: str, **overrides):
@@ -84,6 +90,20 @@ def test_headers_carry_standard_webhooks_fields_and_custom_headers():
     assert request.redacted_headers()["webhook-signature"] == "v1,<redacted>"
 
 
+def test_sensitive_custom_headers_are_sent_but_redacted_for_the_record():
+    request = outgoing(
+        "http://x",
+        custom_headers={"Authorization": "Bearer a-7", "X-Foo": "f-7", "X-Env": "prod"},
+        sensitive_headers=["x-foo"],
+    )
+    assert request.headers["Authorization"] == "Bearer a-7"
+    assert request.headers["X-Foo"] == "f-7"
+    recorded = request.redacted_headers()
+    assert (recorded["Authorization"], recorded["X-Foo"]) == ("<redacted>", "<redacted>")
+    assert (recorded["X-Env"], recorded["webhook-signature"]) == ("prod", "v1,<redacted>")
+    assert "a-7" not in repr(request)
+
+
 def test_custom_headers_cannot_override_signature_headers():
     request = outgoing("http://x", custom_headers={"webhook-id": "forged", "Host": "evil"})
     assert request.headers["webhook-id"] == "evt_1"
@@ -113,6 +133,50 @@ def test_the_response_body_is_truncated_to_the_limit(receiver):
     url = receiver.route("/big", status(200, body="x" * 100_000))
     result = send(outgoing(url), body_limit=20_000)
     assert len(result.body) == 20_000
+
+
+def test_a_body_with_nul_or_bytes_that_are_not_utf8_becomes_storable_text(receiver):
+    nul = receiver.route("/nul", lambda request: Response(b"ok\x00", status=200))
+    latin = receiver.route("/latin", lambda request: Response(b"caf\xe9 \xff", status=200))
+    first, second = send_all(Transport(LOOPBACK), [outgoing(nul), outgoing(latin)])
+    assert (first.ok, first.body, first.body_bytes) == (True, "ok\ufffd", 3)
+    assert (second.body, second.body_bytes) == ("caf\ufffd \ufffd", 6)
+
+
+def test_odd_bytes_in_response_headers_become_storable_text(receiver):
+    url = receiver.route("/odd", status(200, {"X-Odd": "caf\xe9"}))  # latin-1 on the wire
+    result = send(outgoing(url))
+    assert result.headers["x-odd"] == "caf\ufffd"
+    json.dumps(result.headers).encode()  # what a jsonb column gets: no lone surrogates
+
+
+def test_compressed_bodies_are_never_asked_for_nor_inflated(receiver):
+    """Sent anyway, a body is kept as it came, up to the limit: a gzip bomb stays small
+    and a bogus gzip body is just bytes."""
+    bomb = gzip.compress(b"\x00" * 10_000_000)
+    compressed = {"Content-Encoding": "gzip"}
+    bomb_url = receiver.route("/bomb", lambda request: Response(bomb, 200, compressed))
+    bogus_url = receiver.route(
+        "/bogus", lambda request: Response(b"\x1f\x8b\x08\x00not gzip\x00", 200, compressed)
+    )
+    results = send_all(Transport(LOOPBACK), [outgoing(bomb_url), outgoing(bogus_url)])
+    assert [r.status_code for r in results] == [200, 200]
+    assert results[0].body_bytes == len(bomb) < 20_000
+    assert len(results[0].body) == len(bomb.decode("utf-8", errors="replace"))
+    assert results[1].body == "\x1f\ufffd\x08\ufffdnot gzip\ufffd"
+    assert results[1].headers["content-encoding"] == "gzip"
+    assert {r.headers["accept-encoding"] for r in receiver.received} == {"identity"}
+
+
+def test_a_body_that_drips_in_ends_at_the_total_timeout(receiver):
+    url = receiver.route("/drip", drip(b"x", every=0.1, count=40))  # 4 s in all
+    started = time.monotonic()
+    result = send(outgoing(url), timeout=1.0, connect_timeout=1.0)
+    elapsed = time.monotonic() - started
+    assert (result.status_code, result.error_kind) == (None, "timeout")
+    assert "1 s" in result.error_message
+    assert 1.0 <= elapsed < 1.4
+    assert result.duration_ms < 1400
 
 
 def test_a_receiver_that_hangs_is_a_timeout(receiver):
@@ -158,6 +222,115 @@ def test_a_name_is_connected_through_the_checked_address_with_its_host_header(re
     assert receiver.received[0].headers["host"].startswith("localhost:")
 
 
+@pytest.fixture
+def connections(monkeypatch) -> list:
+    """Every address the event loop is asked to connect to. Only plain loopback
+    addresses are connected; anything else is refused before a packet leaves, so even
+    a test that fails never reaches another address."""
+    seen: list = []
+    loop_class = asyncio.selector_events.BaseSelectorEventLoop
+    connect = loop_class.sock_connect
+
+    async def recorded(self, sock, address):
+        seen.append(address)
+        try:
+            loopback = ipaddress.ip_address(address[0]).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, f"the test refused {address[0]}")
+        return await connect(self, sock, address)
+
+    monkeypatch.setattr(loop_class, "sock_connect", recorded)
+    return seen
+
+
+@pytest.fixture
+def client_trusts_any_digits(monkeypatch) -> None:
+    """aiohttp as it was before 3.14.1: a host of digits and dots, in any script, is an
+    address, connected to without asking the resolver. Our policy must hold regardless."""
+    import aiohttp.connector
+
+    monkeypatch.setattr(
+        aiohttp.connector, "is_canonical_ipv4_address", lambda host: True, raising=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("host", "reason"),
+    [
+        (FULL_WIDTH_LOOPBACK, "127.0.0.1 is a loopback address"),
+        ("\u2460\u2461\u2466.0.0.1", "127.0.0.1 is a loopback address"),  # circled
+        (
+            "\U0001d7cf\U0001d7d0\U0001d7d5.\U0001d7ce.\U0001d7ce.\U0001d7cf",  # bold
+            "127.0.0.1 is a loopback address",
+        ),
+        (
+            "\uff11\uff16\uff19.\uff12\uff15\uff14.\uff11\uff16\uff19.\uff12\uff15\uff14",
+            "169.254.169.254 is a cloud metadata address",
+        ),
+        ("127\u30020\u30020\u30021", "127.0.0.1 is a loopback address"),  # ideographic dots
+    ],
+)
+def test_a_host_in_unicode_digits_is_blocked_and_never_contacted(
+    receiver, connections, client_trusts_any_digits, host, reason
+):
+    url = receiver.route("/x", status(204)).replace("127.0.0.1", host)
+    [result] = send_all(Transport(NetworkPolicy()), [outgoing(url)])
+    assert (result.status_code, result.error_kind) == (None, "blocked_target")
+    assert reason in result.error_message
+    assert connections == []
+    assert receiver.received == []
+
+
+def test_a_full_width_loopback_host_is_sent_to_127_0_0_1_when_loopback_is_allowed(
+    receiver, connections
+):
+    url = receiver.route("/fw", status(204))
+    port = receiver.server.port
+    result = send(outgoing(url.replace("127.0.0.1", FULL_WIDTH_LOOPBACK)))
+    assert (result.ok, result.status_code) == (True, 204)
+    assert connections == [("127.0.0.1", port)]
+    assert receiver.received[0].headers["host"] == f"127.0.0.1:{port}"
+
+
+def test_the_client_gets_the_canonical_host_and_the_path_exactly_as_registered():
+    url = checked_url(f"http://{FULL_WIDTH_LOOPBACK}:8080/a%2Fb/?q=%20", LOOPBACK)
+    assert str(url) == "http://127.0.0.1:8080/a%2Fb/?q=%20"
+    assert checked_url("http://2130706433/", LOOPBACK).raw_host == "127.0.0.1"
+    bucher = checked_url("https://B\u00fccher.example/", NetworkPolicy())
+    assert bucher.raw_host == "xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize(
+    "url", ["http://1.2.3.4.5/", "http://%31%32%37.0.0.1/", "http://a..b/", "ftp://x.example/"]
+)
+def test_a_url_without_one_clear_host_is_blocked_before_the_client_sees_it(url):
+    """A name that looks like digits would be taken for an address by the client (and
+    never resolved through the policy); it is refused instead."""
+    with pytest.raises(BlockedTarget):
+        checked_url(url, LOOPBACK)
+
+
+def test_a_delivery_to_the_services_own_host_is_blocked_and_never_sent(receiver, connections):
+    url = receiver.route("/api/v1/events/", status(202))
+    own = OwnHosts.of(["127.0.0.1"], "", [receiver.server.port])  # the service's port
+    [result] = send_all(Transport(replace(LOOPBACK, own_hosts=own)), [outgoing(url)])
+    assert (result.status_code, result.error_kind) == (None, "blocked_target")
+    assert f"127.0.0.1:{receiver.server.port} is this service's own address" in (
+        result.error_message
+    )
+    assert connections == []
+    assert receiver.received == []
+
+
+def test_a_local_receiver_on_another_port_than_the_services_is_delivered_to(receiver):
+    url = receiver.route("/hook", status(204))
+    own = OwnHosts.of(["localhost", "127.0.0.1", "[::1]"], "", [8000])
+    [result] = send_all(Transport(replace(LOOPBACK, own_hosts=own)), [outgoing(url)])
+    assert (result.ok, result.status_code) == (True, 204)
+
+
 def test_cookies_set_by_one_receiver_are_never_sent_anywhere(receiver):
     url = receiver.route("/c", status(204, {"Set-Cookie": "sid=abc; Path=/"}))
     send_all(Transport(LOOPBACK), [outgoing(url), outgoing(url)])
@@ -198,6 +371,52 @@ def test_a_connection_reset_is_retried_once_within_the_attempt():
         listener.close()
     assert (result.ok, result.status_code) == (True, 204)
     assert len(seen) == 2
+
+
+def test_the_retry_after_a_reset_shares_the_attempts_total_timeout():
+    """A reset late in the attempt does not start a fresh timeout: the retried request
+    gets only what is left of WEBHOOKS_TIMEOUT."""
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(5)
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        for n in range(2):
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # closed: the client gave up before a second connection
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                if n == 0:
+                    time.sleep(0.7)
+                    linger_zero = b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
+                    continue
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+                try:
+                    for _ in range(40):
+                        time.sleep(0.1)
+                        conn.sendall(b"x")
+                except OSError:
+                    return
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        result = send(outgoing(f"http://127.0.0.1:{port}/hook"), timeout=1.0, connect_timeout=1.0)
+    finally:
+        elapsed = time.monotonic() - started
+        listener.close()
+        thread.join(5)
+    assert (result.status_code, result.error_kind) == (None, "timeout")
+    assert elapsed < 1.4
 
 
 @pytest.mark.parametrize(

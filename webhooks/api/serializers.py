@@ -5,18 +5,52 @@ from typing import Any
 from rest_framework import serializers
 
 from events.models import EventRecord
+from webhooks.header_secrets import REDACTED, RULE
 from webhooks.models import Attempt, Delivery, Webhook
+
+HEADERS_HELP = (
+    "Extra request headers, name to value. Headers named in `sensitive_headers`, and "
+    f"{RULE}, are sensitive: encrypted at rest and shown as `{REDACTED}` once "
+    "saved. Their values can be replaced but never read back."
+)
+HEADERS_INPUT_HELP = (
+    f"{HEADERS_HELP} On change, this object replaces all headers: a header left out is "
+    f"removed, and `{REDACTED}` as a value keeps the stored value of that sensitive header."
+)
+SENSITIVE_HEADERS_INPUT_HELP = (
+    "Names of further headers to treat as sensitive. Left out on change: the headers "
+    "marked sensitive before stay so. A stored sensitive value stays sensitive; to make a "
+    "header plain again, send a new value for it without naming it here."
+)
+
+
+def _header_values(help_text: str = "", **kwargs: Any) -> Any:
+    return serializers.DictField(
+        child=serializers.CharField(max_length=1000, allow_blank=True, trim_whitespace=False),
+        help_text=help_text,
+        **kwargs,
+    )
+
+
+def _header_names(help_text: str, **kwargs: Any) -> Any:
+    return serializers.ListField(
+        child=serializers.CharField(max_length=100), max_length=20, help_text=help_text, **kwargs
+    )
 
 
 class WebhookOutput(serializers.ModelSerializer[Webhook]):
     status = serializers.CharField(read_only=True)
+    headers = _header_values(HEADERS_HELP, source="redacted_headers", read_only=True)
+    sensitive_headers = _header_names(
+        f"The headers whose values are sensitive, shown as `{REDACTED}`.", read_only=True
+    )
 
     class Meta:
         model = Webhook
         fields = [
-            "id", "url", "description", "event_types", "headers", "active", "status",
-            "disabled_at", "disabled_reason", "failing_since", "last_success_at",
-            "created", "updated",
+            "id", "url", "description", "event_types", "headers", "sensitive_headers",
+            "active", "status", "disabled_at", "disabled_reason", "failing_since",
+            "last_success_at", "created", "updated",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -29,10 +63,9 @@ class WebhookCreateInput(serializers.Serializer[Any]):
     event_types = serializers.ListField(
         child=serializers.CharField(max_length=100), required=False, default=list, max_length=100
     )
-    headers = serializers.DictField(
-        child=serializers.CharField(max_length=1000, allow_blank=True, trim_whitespace=False),
-        required=False,
-        default=dict,
+    headers = _header_values(HEADERS_HELP, required=False, default=dict)
+    sensitive_headers = _header_names(
+        "Names of further headers to treat as sensitive.", required=False, default=list
     )
     active = serializers.BooleanField(required=False, default=True)
 
@@ -43,10 +76,8 @@ class WebhookUpdateInput(serializers.Serializer[Any]):
     event_types = serializers.ListField(
         child=serializers.CharField(max_length=100), required=False, max_length=100
     )
-    headers = serializers.DictField(
-        child=serializers.CharField(max_length=1000, allow_blank=True, trim_whitespace=False),
-        required=False,
-    )
+    headers = _header_values(HEADERS_INPUT_HELP, required=False)
+    sensitive_headers = _header_names(SENSITIVE_HEADERS_INPUT_HELP, required=False)
     active = serializers.BooleanField(required=False)
 
 
@@ -132,9 +163,16 @@ class AttemptOutput(serializers.ModelSerializer[Attempt]):
         model = Attempt
         fields = [
             "id", "attempt_number", "trigger", "started_at", "duration_ms", "request_headers",
-            "response_status", "response_headers", "response_body", "error_kind", "error_message",
+            "response_status", "response_headers", "response_body", "response_body_bytes",
+            "error_kind", "error_message",
         ]  # fmt: skip
         read_only_fields = fields
+        extra_kwargs = {
+            "request_headers": {
+                "help_text": "As sent, with the signature and sensitive header values "
+                f"replaced by `{REDACTED}`."
+            }
+        }
 
 
 class DeliveryOutput(serializers.ModelSerializer[Delivery]):
@@ -159,6 +197,10 @@ class EventTypeOutput(serializers.Serializer[Any]):
     name = serializers.CharField()
     description = serializers.CharField()
     schema = serializers.JSONField(allow_null=True)
+    service_only = serializers.BooleanField(
+        help_text="A notice the service sends about itself: subscribe to it; publishing it "
+        "is refused."
+    )
 
 
 class ErrorOutput(serializers.Serializer[Any]):

@@ -4,6 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.db.models import QuerySet
+from django.utils.cache import add_never_cache_headers
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -100,7 +101,7 @@ class WebhookViewSet(
     )
     @action(detail=True, methods=["get"])
     def secret(self, request: Request, pk: str | None = None) -> Response:
-        return Response({"secret": webhook_secret_current(webhook=self.get_object())})
+        return _secret_response(webhook_secret_current(webhook=self.get_object()))
 
     @extend_schema(
         summary="Rotate the signing secret",
@@ -118,7 +119,7 @@ class WebhookViewSet(
             webhook=self.get_object(),
             grace_period=None if grace is None else timedelta(seconds=grace),
         )
-        return Response({"secret": secret})
+        return _secret_response(secret)
 
     @extend_schema(
         summary="Send a webhook.test event to this webhook alone",
@@ -260,7 +261,13 @@ class EventTypeListView(APIView):
     )
     def get(self, request: Request) -> Response:
         rows = [
-            {"name": t.name, "description": t.description, "schema": t.schema} for t in catalogue
+            {
+                "name": t.name,
+                "description": t.description,
+                "schema": t.schema,
+                "service_only": t.service_only,
+            }
+            for t in catalogue
         ]
         return Response(s.EventTypeOutput(rows, many=True).data)
 
@@ -269,6 +276,13 @@ def _valid(serializer_class: type[Any], data: Any) -> dict[str, Any]:
     serializer = serializer_class(data=data)
     serializer.is_valid(raise_exception=True)
     return dict(serializer.validated_data)
+
+
+def _secret_response(secret: str) -> Response:
+    """A response that reveals a signing secret: no browser, proxy or CDN may keep a copy."""
+    response = Response({"secret": secret})
+    add_never_cache_headers(response)
+    return response
 
 
 def _event_output(event_id: str) -> dict[str, Any]:

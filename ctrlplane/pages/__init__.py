@@ -1,0 +1,1 @@
+"""The pages a person opens in a browser: the home page and the API reference."""
