@@ -23,7 +23,12 @@ def test_cli_commands_that_reach_the_default_broker_print_nothing_on_stderr(tmp_
         for k, v in os.environ.items()
         if k not in ("DATABASE_URL", "CELERY_BROKER_URL", "PYTHONWARNINGS")
     }
-    env = {k: v for k, v in env.items() if not k.startswith("WEBHOOKS_")}
+    # ... except the keys every process needs to start (dev.py test supplies local ones)
+    env = {
+        k: v
+        for k, v in env.items()
+        if not k.startswith("WEBHOOKS_") or k == "WEBHOOKS_ENCRYPTION_KEYS"
+    }
     env["CTRLPLANE_VAR_DIR"] = str(tmp_path)
 
     def manage(*args: str) -> subprocess.CompletedProcess[str]:
