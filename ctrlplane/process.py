@@ -21,6 +21,9 @@ def command(role: str, env: dict[str, str]) -> list[str]:
             # Scrubs credentials (a `?api_key=` in a request line) from both of its logs.
             "--logger-class", "ctrlplane.gunicorn_logging.RedactingLogger",
             "--graceful-timeout", "20",
+            # gunicorn's control socket defaults to ~/.gunicorn/, shared by every gunicorn
+            # of the user; nothing here uses gunicornc (signals stop and reload).
+            "--no-control-socket",
         ]  # fmt: skip
     if role == "worker":
         return [

@@ -113,7 +113,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 
 # --- Celery -----------------------------------------------------------------
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost/")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
@@ -153,7 +153,10 @@ LOG_FORMAT = env_str("LOG_FORMAT", "json")  # json | plain
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "ctrlplane.logging.RedactSecrets"}},
+    "filters": {
+        "redact": {"()": "ctrlplane.logging.RedactSecrets"},
+        "routine_tasks": {"()": "webhooks.log_filters.RoutineTasksAtDebug"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         "json": {
@@ -170,6 +173,11 @@ LOGGING = {
         }
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # Celery's lines about the sweep (sent, received, succeeded) every few seconds: DEBUG.
+    "loggers": {
+        name: {"filters": ["routine_tasks"]}
+        for name in ("celery.beat", "celery.worker.strategy", "celery.app.trace")
+    },
 }
 # Keep Django's logging config (JSON, redaction) in Celery processes too.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

@@ -517,10 +517,13 @@ def _observe(outcome: SendOutcome, status: str) -> None:
     delivery, result = outcome.job.delivery, outcome.result
     DELIVERY_ATTEMPTS.labels(status).inc()
     ATTEMPT_DURATION.observe(result.duration_ms / 1000)
-    logger.info(
-        "delivery attempt %s: %s",
+    logger.info(  # the IDs in the message too: the plain format prints no extra fields
+        "delivery attempt %s: %s (delivery %s, event %s, webhook %s)",
         delivery.attempts,
         result.status_code or result.error_kind,
+        delivery.pk,
+        delivery.event_id,
+        delivery.webhook_id,
         extra={
             "tenant_id": delivery.tenant_id,
             "event_id": delivery.event_id,

@@ -3,10 +3,10 @@
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from events.models import EventRecord
@@ -21,6 +21,38 @@ class PurgeReport:
     attempts: int = 0
     events: int = 0
     done: bool = False
+
+
+@dataclass(frozen=True)
+class PurgeCounts:
+    deliveries: int
+    attempts: int
+    events: int
+
+
+def _finished_deliveries(cutoff: datetime) -> QuerySet[Delivery]:
+    return Delivery.objects.filter(status__in=TERMINAL, created__lt=cutoff)
+
+
+def _events_without_deliveries(cutoff: datetime) -> QuerySet[EventRecord]:
+    has_deliveries = Delivery.objects.filter(event=OuterRef("pk"))
+    return EventRecord.objects.filter(timestamp__lt=cutoff).filter(~Exists(has_deliveries))
+
+
+def history_purgeable(*, older_than: timedelta) -> PurgeCounts:
+    """What `history_purge(older_than=...)` would delete now, counted; nothing is deleted.
+
+    An event counts if it is old enough and every delivery it has would go with it."""
+    cutoff = timezone.now() - older_than
+    finished = _finished_deliveries(cutoff)
+    kept = Delivery.objects.filter(event=OuterRef("pk")).filter(
+        ~Q(status__in=TERMINAL) | Q(created__gte=cutoff)
+    )
+    return PurgeCounts(
+        deliveries=finished.count(),
+        attempts=Attempt.objects.filter(delivery__in=finished).count(),
+        events=EventRecord.objects.filter(timestamp__lt=cutoff).filter(~Exists(kept)).count(),
+    )
 
 
 def history_purge(
@@ -44,11 +76,7 @@ def history_purge(
         return deadline is not None and time.monotonic() >= deadline
 
     while not out_of_time():
-        ids = list(
-            Delivery.objects.filter(status__in=TERMINAL, created__lt=cutoff).values_list(
-                "id", flat=True
-            )[:batch_size]
-        )
+        ids = list(_finished_deliveries(cutoff).values_list("id", flat=True)[:batch_size])
         if not ids:
             break
         with transaction.atomic():
@@ -59,13 +87,8 @@ def history_purge(
     else:
         return report
 
-    has_deliveries = Delivery.objects.filter(event=OuterRef("pk"))
     while not out_of_time():
-        ids = list(
-            EventRecord.objects.filter(timestamp__lt=cutoff)
-            .filter(~Exists(has_deliveries))
-            .values_list("id", flat=True)[:batch_size]
-        )
+        ids = list(_events_without_deliveries(cutoff).values_list("id", flat=True)[:batch_size])
         if not ids:
             report.done = True
             break

@@ -1,6 +1,7 @@
 """The sweeper: recover deliveries whose worker died, dispatch what is due."""
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -44,7 +45,26 @@ def deliveries_sweep(*, now: datetime | None = None) -> SweepReport:
         dispatched += sent
         if sent < batch:
             break
+    _log_sweep(dispatched, recovered)
     return SweepReport(dispatched=dispatched, recovered=recovered)
+
+
+# Set once this process has said at INFO that sweeps run (tests replace it with a fresh one).
+_announced = threading.Event()
+
+
+def _log_sweep(dispatched: int, recovered: int) -> None:
+    """Beat runs a sweep every few seconds: only work is news at INFO, plus one line per
+    process that shows the sweeps arrive. Idle sweeps are DEBUG."""
+    if not dispatched and not recovered and _announced.is_set():
+        level = logging.DEBUG
+    else:
+        level = logging.INFO
+    message = "sweep: dispatched %d due deliveries, recovered %d stuck in sending"
+    if not _announced.is_set():
+        _announced.set()
+        message += " (first sweep in this process; idle sweeps log at DEBUG)"
+    logger.log(level, message, dispatched, recovered)
 
 
 def _dispatch_due(moment: datetime, batch: int) -> int:

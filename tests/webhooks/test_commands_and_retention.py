@@ -8,8 +8,9 @@ from django.utils import timezone
 
 import events
 from events.models import EventRecord
+from webhooks.management.commands import purge_history as purge_command
 from webhooks.models import Attempt, Delivery, DeliveryStatus
-from webhooks.retention import history_purge
+from webhooks.retention import history_purge, history_purgeable
 from webhooks.services import webhook_create, webhook_disable
 
 
@@ -77,7 +78,7 @@ def test_purge_stops_at_its_time_budget_and_continues_later(hook):
 
 def test_purge_history_command_prints_progress(hook):
     delivery(hook, DeliveryStatus.CANCELLED, age_days=10)
-    out = run("purge_history", "--older-than", "7", "--batch-size", "1")
+    out = run("purge_history", "--older-than", "7", "--batch-size", "1", "--yes")
     assert "deleted 1 deliveries" in out
     assert "Deleted 1 deliveries, 0 attempts and 1 events older than 7 days (done)." in out
 
@@ -93,6 +94,117 @@ def test_purge_history_command_prints_progress(hook):
 def test_purge_history_command_refuses_bad_arguments(db, args, message):
     with pytest.raises(CommandError, match=message):
         run("purge_history", *args)
+
+
+def mixed_history(hook, tenant) -> None:
+    """Old finished work, old live work, recent work, and an old event one of whose two
+    deliveries is finished and the other still pending (so the event stays)."""
+    delivery(hook, DeliveryStatus.SUCCEEDED, age_days=40, attempts=2)
+    delivery(hook, DeliveryStatus.EXHAUSTED, age_days=40, attempts=3)
+    delivery(hook, DeliveryStatus.FAILED, age_days=40, attempts=1)
+    delivery(hook, DeliveryStatus.SUCCEEDED, age_days=2, attempts=1)
+    second = webhook_create(tenant=tenant, url="https://b.example.com/")  # only the next event
+    shared = delivery(hook, DeliveryStatus.CANCELLED, age_days=40, attempts=1)
+    Delivery.objects.filter(event_id=shared.event_id, webhook=second).update(
+        status=DeliveryStatus.PENDING
+    )
+
+
+def history_counts() -> tuple[int, int, int]:
+    return Delivery.objects.count(), Attempt.objects.count(), EventRecord.objects.count()
+
+
+def test_purgeable_counts_exactly_what_the_purge_then_deletes(hook, tenant):
+    mixed_history(hook, tenant)
+    counts = history_purgeable(older_than=timedelta(days=30))
+    report = history_purge(older_than=timedelta(days=30), batch_size=2)
+    assert (counts.deliveries, counts.attempts, counts.events) == (3, 6, 2)
+    assert (report.deliveries, report.attempts, report.events) == (3, 6, 2)
+
+
+def test_purge_history_dry_run_prints_the_counts_and_deletes_nothing(hook, tenant):
+    mixed_history(hook, tenant)
+    before = history_counts()
+    out = run("purge_history", "--older-than", "30", "--dry-run")
+    assert out == (
+        "Would delete 3 deliveries, 6 attempts and 2 events older than 30 days "
+        "(dry run: nothing deleted).\n"
+    )
+    assert history_counts() == before
+
+
+class Terminal:
+    """Stands in for a person at a terminal: answers the prompt, remembers being asked."""
+
+    def __init__(self, monkeypatch, *, tty: bool, answer: str = "") -> None:
+        self.asked = 0
+        self.answer = answer
+        monkeypatch.setattr(purge_command, "stdin_is_a_terminal", lambda: tty)
+        monkeypatch.setattr(purge_command, "ask", self.ask)
+
+    def ask(self) -> str:
+        self.asked += 1
+        return self.answer
+
+
+def test_purge_history_off_a_terminal_refuses_without_yes(hook, tenant, monkeypatch):
+    mixed_history(hook, tenant)
+    before = history_counts()
+    terminal = Terminal(monkeypatch, tty=False)
+    with pytest.raises(CommandError, match=r"not a terminal.*add --yes"):
+        run("purge_history", "--older-than", "30")
+    assert (history_counts(), terminal.asked) == (before, 0)
+
+
+def test_purge_history_off_a_terminal_deletes_with_yes(hook, tenant, monkeypatch):
+    mixed_history(hook, tenant)
+    terminal = Terminal(monkeypatch, tty=False)
+    out = run("purge_history", "--older-than", "30", "--yes")
+    assert "Deleted 3 deliveries, 6 attempts and 2 events" in out
+    assert terminal.asked == 0
+
+
+@pytest.mark.parametrize("answer", ["y", "yes", " Y "])
+def test_purge_history_on_a_terminal_shows_the_counts_and_deletes_when_told(
+    hook, tenant, monkeypatch, answer
+):
+    mixed_history(hook, tenant)
+    before = history_counts()
+    terminal = Terminal(monkeypatch, tty=True, answer=answer)
+    out = run("purge_history", "--older-than", "30")
+    assert out.startswith(
+        "This deletes 3 deliveries, 6 attempts and 2 events older than 30 days, for good. "
+        "Continue? [y/N] "
+    )
+    assert "Deleted 3 deliveries, 6 attempts and 2 events" in out
+    assert terminal.asked == 1
+    assert history_counts() == (before[0] - 3, before[1] - 6, before[2] - 2)
+
+
+@pytest.mark.parametrize("answer", ["", "n", "no", "whatever"])
+def test_purge_history_on_a_terminal_deletes_nothing_unless_told_yes(
+    hook, tenant, monkeypatch, answer
+):
+    mixed_history(hook, tenant)
+    before = history_counts()
+    Terminal(monkeypatch, tty=True, answer=answer)
+    out = run("purge_history", "--older-than", "30")
+    assert out.endswith("Continue? [y/N] Cancelled: nothing deleted.\n")
+    assert history_counts() == before
+
+
+def test_purge_history_on_a_terminal_with_yes_does_not_ask(hook, tenant, monkeypatch):
+    mixed_history(hook, tenant)
+    terminal = Terminal(monkeypatch, tty=True, answer="n")
+    out = run("purge_history", "--older-than", "30", "--yes")
+    assert "Deleted 3 deliveries" in out
+    assert terminal.asked == 0
+
+
+def test_purge_history_on_a_terminal_with_nothing_to_delete_does_not_ask(db, monkeypatch):
+    terminal = Terminal(monkeypatch, tty=True, answer="y")
+    assert run("purge_history", "--older-than", "30") == "Nothing older than 30 days to delete.\n"
+    assert terminal.asked == 0
 
 
 def test_the_beat_task_purges_with_the_configured_retention(hook, settings):
