@@ -1,12 +1,17 @@
 """When to try a delivery next. Pure: no clock, no database, randomness injected."""
 
 import random
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 RETRY_AFTER_STATUSES = frozenset({429, 503})
+# delta-seconds is ASCII digits only. str.isdigit() also accepts ¹, ① and other
+# digits float() refuses (or reads: Arabic-Indic ٣ is 3.0), and the value is the
+# receiver's to choose.
+_DELTA_SECONDS = re.compile(r"[0-9]+")
 
 
 @dataclass(frozen=True)
@@ -42,16 +47,23 @@ class RetryPolicy:
 
 
 def parse_retry_after(value: str | None, *, now: datetime) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date), None if unusable."""
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date), None if unusable.
+
+    Never raises: the value is whatever a receiver sent, and the result of a whole batch
+    of other tenants' deliveries is recorded around this call.
+    """
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _DELTA_SECONDS.fullmatch(value):
+        return float(value)  # a huge number is inf, which the cap turns into the cap
     try:
         when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            return None
+        return max(0.0, (when - now).total_seconds())
+    # The email date parser is lenient about hostile text, but not total: a huge year
+    # raises OverflowError, a bad offset ValueError, and what else it may raise is not
+    # documented. Any failure means the header is unusable, as RFC 9110 says to treat it.
+    except Exception:
         return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - now).total_seconds())

@@ -216,3 +216,39 @@ def test_an_answer_that_drips_in_is_recorded_as_a_timeout_within_webhooks_timeou
     assert (attempt.response_status, attempt.error_kind) == (None, "timeout")
     assert 1000 <= attempt.duration_ms < 1400
     assert elapsed < 1.8  # the attempt, plus claiming and recording it
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    [
+        "\xc2\xb9",  # UTF-8 of ¹ (headers go out as latin-1): str.isdigit() says yes
+        "\xe2\x91\xa0",  # UTF-8 of ①
+        "Mon, 01 Jan 483385002791 08:00:00 GMT",  # a year the date parser overflows on
+    ],
+)
+def test_a_retry_after_the_policy_cannot_use_costs_nothing_but_itself(
+    receiver, tenant, other_tenant, caplog, retry_after
+):
+    """The retry policy reads a receiver's header inside the recording of a whole batch:
+    an odd value falls back to the schedule, and the batch is recorded in one go, the
+    answer kept."""
+    odd = webhook_create(
+        tenant=tenant,
+        url=receiver.route("/busy", status(503, {"Retry-After": retry_after}, "busy")),
+    )
+    fine = webhook_create(tenant=other_tenant, url=receiver.route("/ok", status(204)))
+
+    with caplog.at_level(logging.WARNING, logger="webhooks.attempts"):
+        claim_send_record(publish_to(tenant) + publish_to(other_tenant))
+
+    assert not caplog.records  # no fallback to recording one by one
+    attempt = attempt_of(odd)
+    assert (attempt.response_status, attempt.error_kind) == (503, "http")
+    assert (attempt.response_body, attempt.response_headers["retry-after"]) == (
+        "busy",
+        retry_after.encode("latin-1").decode(),
+    )
+    delivery = Delivery.objects.get(webhook=odd)
+    assert delivery.status == DeliveryStatus.FAILED
+    assert delivery.next_attempt_at is not None
+    assert Delivery.objects.get(webhook=fine).status == DeliveryStatus.SUCCEEDED

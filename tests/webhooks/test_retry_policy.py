@@ -2,6 +2,8 @@ import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from webhooks.conf import DEFAULT_RETRY_SCHEDULE
 from webhooks.retry_policy import RetryPolicy, parse_retry_after
@@ -70,7 +72,42 @@ def test_jitter_stays_within_twenty_percent_and_varies():
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, None), ("0", 0), (" 30 ", 30), ("-5", None), ("1.5", None), ("Mon, 99 Foo", None)],
+    [
+        (None, None),
+        ("0", 0),
+        (" 30 ", 30),
+        ("-5", None),
+        ("1.5", None),
+        ("Mon, 99 Foo", None),
+        # Digits only in ASCII: str.isdigit() accepts these, float() refuses or reads them.
+        ("\u00b9", None),  # superscript one
+        ("\u2460", None),  # circled one
+        ("\u0663", None),  # Arabic-Indic three, which float() reads as 3
+        ("\uff13\uff10", None),  # full-width 30
+        ("9" * 400, float("inf")),  # capped by the policy
+        ("Mon, 01 Jan 483385002791 08:00:00 GMT", None),  # the date parser overflows
+        ("Mon, 01 Jan 2026 12:00:00 +9999", None),  # an offset datetime refuses
+    ],
 )
 def test_parse_retry_after(value, expected):
     assert parse_retry_after(value, now=NOW) == expected
+
+
+RECEIVER_TEXT = st.one_of(
+    st.text(),
+    st.text(alphabet=st.characters(categories=["Nd", "No", "Zs"]) | st.sampled_from("0123456789")),
+    st.from_regex(
+        r"\A[A-Za-z]{0,4},? ?[0-9]{0,15} [A-Za-z]{0,4} [0-9]{0,15} "
+        r"[0-9]{0,3}:[0-9]{0,3}:[0-9]{0,3} ?([+-][0-9]{0,5}|[A-Z]{0,4})\Z"
+    ),
+)
+
+
+@given(value=RECEIVER_TEXT, status=st.sampled_from([429, 503, 500, None]))
+def test_no_retry_after_a_receiver_can_send_raises_or_escapes_the_cap(value, status):
+    """The receiver chooses the header; the policy must always give an answer."""
+    seconds = parse_retry_after(value, now=NOW)
+    assert seconds is None or seconds >= 0
+    got = delay(EXACT, 2, status=status, headers={"retry-after": value})
+    assert got is not None
+    assert timedelta(0) <= got <= timedelta(seconds=3600)
