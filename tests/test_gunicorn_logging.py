@@ -5,12 +5,14 @@ sees the request; this runs the real command and reads what it wrote.
 """
 
 import contextlib
+import http.client
 import os
 import secrets
 import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -87,3 +89,40 @@ def test_a_key_in_the_query_string_is_refused_and_kept_out_of_every_log(web):
     assert key not in logged
     assert key.split("_", 2)[2] not in logged
     assert other not in logged
+
+
+def get_as_written(base: str, path: str) -> int:
+    """GET `path` byte for byte (requests would decode `%5F` back to `_`); the status."""
+    connection = http.client.HTTPConnection(urlsplit(base).netloc, timeout=10)
+    try:
+        connection.request("GET", path)
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def test_a_percent_encoded_key_is_kept_out_of_every_log(web):
+    """The client's URL encoder (or an attacker) writes `_` as `%5F` and letters as
+    `%6F`: Django decodes them and refuses the key; the logs must not keep it either."""
+    base, output, process = web
+    key = f"cpk_0123abcd_{secrets.token_urlsafe(32)}"
+    secret = key.split("_", 2)[2]
+    once = key.replace("_", "%5F")
+    other = f"sk_{secrets.token_hex(12)}"
+    answers = [
+        get_as_written(base, f"/api/v1/webhooks/?q={once}"),
+        get_as_written(base, f"/api/v1/events/?limit=5&t%6Fken={other}"),
+        # Decoded once by Django this is no key, so it is not refused: it is still logged.
+        get_as_written(base, f"/api/v1/webhooks/?q={once.replace('%', '%25')}"),
+    ]
+    assert answers[:2] == [400, 400]
+
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(30)
+    time.sleep(0.5)
+    logged = "".join(output.lines)
+    assert '"GET /api/v1/webhooks/?q=[redacted] HTTP/1.1" 400' in logged  # access log
+    assert '"GET /api/v1/events/?limit=5&t%6Fken=[redacted] HTTP/1.1" 400' in logged
+    assert '"logger": "django.request"' in logged
+    for leaked in (key, once, secret, secret.replace("_", "%5F"), other):
+        assert leaked not in logged

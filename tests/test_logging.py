@@ -3,8 +3,11 @@
 import json
 import logging
 import logging.config
+from urllib.parse import unquote
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
 from ctrlplane.credentials import redact
@@ -40,6 +43,59 @@ KEY = "cpk_0123abcd_Zm9vYmFyYmF6cXV4LXNlY3JldC12YWx1ZS0xMjM0NTY3ODk"
 )
 def test_redact(text, expected):
     assert redact(text) == expected
+
+
+ENCODED_KEY = KEY.replace("_", "%5F")  # what a client's URL encoder makes of `_`
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # A key in any value, percent-encoded once or twice: the whole value goes.
+        (f"GET /x?q={ENCODED_KEY}&limit=5 HTTP/1.1", "GET /x?q=[redacted]&limit=5 HTTP/1.1"),
+        (f"<WSGIRequest: GET '/x?q={ENCODED_KEY}'>", "<WSGIRequest: GET '/x?q=[redacted]'>"),
+        (f"/x?q={ENCODED_KEY.replace('%', '%25')}", "/x?q=[redacted]"),
+        (f"/x?q=%63%70%6B%5F{KEY[4:]}", "/x?q=[redacted]"),  # every letter encoded
+        (f"/x/{ENCODED_KEY}", "/x/[redacted]"),  # in a path segment
+        ("/x?q=see%20whsec%5Fc2VjcmV0c2VjcmV0", "/x?q=[redacted]"),
+        # A credential parameter whose name is encoded: its value goes.
+        ("GET /x?t%6Fken=abcdef&limit=5 HTTP/1.1", "GET /x?t%6Fken=[redacted]&limit=5 HTTP/1.1"),
+        ("/x?%61pi%5Fkey=abc&z=1", "/x?%61pi%5Fkey=[redacted]&z=1"),
+        ("/x?t%256Fken=abc", "/x?t%256Fken=[redacted]"),
+        ("t%6Fken=abc&limit=5", "t%6Fken=[redacted]&limit=5"),  # a bare query string
+        ("/x?api_key=abc%20def&z=1", "/x?api_key=[redacted]&z=1"),
+        # Encoded text that holds no credential, and log formats, stay as they are.
+        ("/x?q=caf%C3%A9&limit=5", "/x?q=caf%C3%A9&limit=5"),
+        ("100%de of %s and %(name)s", "100%de of %s and %(name)s"),
+    ],
+)
+def test_redact_sees_through_percent_encoding(text, expected):
+    assert redact(text) == expected
+
+
+def encoded(text: str, layers: list[int]) -> str:
+    """`text` with each character percent-encoded `layers[i]` times (0: as it is)."""
+    out = []
+    for char, times in zip(text, layers, strict=False):
+        for _ in range(times):
+            char = "".join(f"%{b:02X}" for b in char.encode())
+        out.append(char)
+    return "".join(out) + text[len(layers) :]
+
+
+@given(
+    layers=st.lists(st.integers(0, 2), max_size=len(KEY)),
+    name=st.sampled_from(["q", "token", "api_key"]),
+    before=st.sampled_from(["", "limit=5&", "a=%C3%A9&"]),
+    after=st.sampled_from(["", "&limit=5", " HTTP/1.1"]),
+)
+def test_no_encoding_of_a_key_survives(layers, name, before, after):
+    text = f"GET /x?{before}{encoded(name, layers[::-1])}={encoded(KEY, layers)}{after}"
+    scrubbed = redact(text)
+    for _ in range(3):  # as many layers as were put on
+        scrubbed = unquote(scrubbed)
+    assert KEY[13:] not in scrubbed
+    assert "[redacted]" in scrubbed
 
 
 def record(msg: str, args: object = (), **extra: object) -> logging.LogRecord:
