@@ -279,7 +279,7 @@ class Transport:
         return DeliveryResult(
             status_code=status,
             duration_ms=int((time.monotonic() - started) * 1000),
-            headers=storable_headers(headers),
+            headers=storable_headers(headers, limit=body_limit),
             body=storable_text(body),
             body_bytes=len(body),
             error_kind="" if 200 <= status < 300 else "http",

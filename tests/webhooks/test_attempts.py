@@ -6,6 +6,7 @@ a real receiver on 127.0.0.1 and real PostgreSQL, which (unlike SQLite) refuses 
 """
 
 import asyncio
+import json
 import logging
 import time
 from dataclasses import replace
@@ -252,3 +253,18 @@ def test_a_retry_after_the_policy_cannot_use_costs_nothing_but_itself(
     assert delivery.status == DeliveryStatus.FAILED
     assert delivery.next_attempt_at is not None
     assert Delivery.objects.get(webhook=fine).status == DeliveryStatus.SUCCEEDED
+
+
+def test_an_attempt_stores_at_most_the_limit_of_response_headers(receiver, tenant, settings):
+    """120 headers of 8 KB were once stored whole with every attempt (961,593 bytes)."""
+    settings.WEBHOOKS_RESPONSE_BODY_LIMIT = 20_000
+    big = {f"X-Big-{n:03}": "b" * 7_900 for n in range(120)}
+    webhook = webhook_create(tenant=tenant, url=receiver.route("/big", status(200, big, "ok")))
+    [delivery] = publish_to(tenant)
+
+    delivery_attempt(delivery_id=delivery.pk)
+
+    attempt = attempt_of(webhook)
+    assert len(json.dumps(attempt.response_headers, ensure_ascii=False).encode()) <= 20_000
+    assert attempt.response_headers["(truncated)"].startswith("118 of ")
+    assert (attempt.response_status, attempt.response_body) == (200, "ok")

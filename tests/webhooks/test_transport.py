@@ -150,6 +150,23 @@ def test_odd_bytes_in_response_headers_become_storable_text(receiver):
     json.dumps(result.headers).encode()  # what a jsonb column gets: no lone surrogates
 
 
+def test_response_headers_are_kept_within_the_limit_smallest_first(receiver):
+    """A receiver may send a hundred headers of 7 KB (aiohttp accepts up to 128 of up to
+    8 KB): what is kept fits the limit, keeps every small header, and says what went."""
+    big = {f"X-Big-{n:03}": "b" * 7_000 for n in range(100)}
+    url = receiver.route("/bighdrs", status(503, {**big, "Retry-After": "7"}))
+    result = send(outgoing(url), body_limit=20_000)
+    stored = len(json.dumps(result.headers, ensure_ascii=False).encode())
+    assert stored <= 20_000
+    assert result.headers["retry-after"] == "7"
+    assert "content-type" in result.headers
+    assert sum(name.startswith("x-big-") for name in result.headers) == 2
+    kept = len(result.headers) - 1  # the note is not a header
+    assert result.headers["(truncated)"] == (
+        f"98 of {kept + 98} headers left out: stored headers are limited to 20000 bytes"
+    )
+
+
 def test_compressed_bodies_are_never_asked_for_nor_inflated(receiver):
     """Sent anyway, a body is kept as it came, up to the limit: a gzip bomb stays small
     and a bogus gzip body is just bytes."""
