@@ -4,12 +4,20 @@ A receiver controls its answer byte for byte. PostgreSQL text and jsonb columns 
 NUL, and a lone surrogate (what aiohttp makes of a header byte that is not UTF-8) cannot
 be encoded at all: one such character would fail the INSERT of a whole batch of
 results. Everything a receiver sent passes through here before it reaches a row.
-Headers are also kept within a size limit, as the body is by the transport.
+Headers are also kept within a size limit, as the body is by the transport, and the
+credentials we sent are taken out of the answer before it is stored (`Withheld`).
 """
 
+import base64
+import binascii
+import html
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from webhooks.header_secrets import REDACTED
 
 REPLACEMENT = "\ufffd"
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
@@ -61,3 +69,81 @@ def storable_headers(headers: Mapping[str, str], *, limit: int | None = None) ->
 def _json_size(text: str) -> int:
     """Bytes of `text` as a JSON string, with the `": "` or `", "` that follows it."""
     return len(json.dumps(text, ensure_ascii=False).encode()) + 2
+
+
+# A sent value this long is replaced wherever it appears in an answer. A shorter one is
+# replaced only where it stands alone (not inside a longer run of letters and digits):
+# replacing a 1-character value everywhere would leave nothing of the answer to read,
+# and a credential that short protects nothing anyway.
+WITHHELD_ANYWHERE = 8
+# The shortest start of a value that counts as the value where an answer was cut off.
+_CUT_PREFIX = 4
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9._~+-]*")
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """Values we sent that must never be stored: sensitive header values, signing secrets
+    and signatures. Receivers echo requests (debug endpoints, 401 pages quoting the
+    `Authorization` they refused), and whatever they answer is kept with the attempt and
+    shown to the tenant and to view-only staff, who must not read these values."""
+
+    anywhere: tuple[str, ...] = ()  # longest first, so a longer form goes whole
+    alone: re.Pattern[str] | None = None
+
+    @classmethod
+    def of(cls, values: Iterable[str]) -> "Withheld":
+        forms = {form for value in values for piece in _pieces(value) for form in _forms(piece)}
+        anywhere = sorted((f for f in forms if len(f) >= WITHHELD_ANYWHERE), key=len, reverse=True)
+        short = sorted((f for f in forms if 0 < len(f) < WITHHELD_ANYWHERE), key=len, reverse=True)
+        alone = None
+        if short:
+            either = "|".join(map(re.escape, short))
+            alone = re.compile(rf"(?<![A-Za-z0-9])(?:{either})(?![A-Za-z0-9])")
+        return cls(anywhere=tuple(anywhere), alone=alone)
+
+    def scrub(self, text: str, *, cut: bool = False) -> str:
+        """`text` with every withheld value replaced by `<redacted>`; with `cut` (the
+        text was cut off at a limit) also a value's start that ends it."""
+        for form in self.anywhere:
+            if form in text:
+                text = text.replace(form, REDACTED)
+        if self.alone is not None:
+            text = self.alone.sub(REDACTED, text)
+        if cut:
+            for form in self.anywhere:
+                for length in range(len(form) - 1, _CUT_PREFIX - 1, -1):
+                    if text.endswith(form[:length]):
+                        return text[:-length] + REDACTED
+        return text
+
+    def scrub_headers(self, headers: Mapping[str, str]) -> dict[str, str]:
+        return {self.scrub(name): self.scrub(value) for name, value in headers.items()}
+
+
+def _pieces(value: str) -> Iterator[str]:
+    """The value, and the parts of it a receiver may echo alone: the credentials after an
+    auth scheme (`Bearer <token>`), the user:password of Basic, cookie values, list
+    items (`v1,<signature> v1,<signature>`). Parts must be long enough to be replaced
+    anywhere: a short part (`v1`, `Bearer`) is no secret."""
+    yield value
+    parts: list[str] = []
+    scheme, _, credentials = value.strip().partition(" ")
+    if credentials and _SCHEME.fullmatch(scheme):
+        parts.append(credentials.strip())
+        if scheme.lower() == "basic":
+            try:
+                decoded = base64.b64decode(credentials.strip(), validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                decoded = ""
+            parts += [decoded, decoded.partition(":")[2]]
+    for item in re.split(r"[\s;,]+", value):
+        parts += [item, item.partition("=")[2]]
+    yield from (part for part in parts if len(part) >= WITHHELD_ANYWHERE)
+
+
+def _forms(value: str) -> set[str]:
+    """How a value may be written back: as sent, inside a JSON string (with or without
+    `/` escaped, as PHP writes it), percent-encoded, HTML-escaped."""
+    in_json = json.dumps(value)[1:-1]
+    return {value, in_json, in_json.replace("/", "\\/"), quote(value, safe=""), html.escape(value)}

@@ -31,7 +31,7 @@ from yarl import URL
 
 from webhooks.header_secrets import REDACTED, is_sensitive
 from webhooks.signing import signature_header
-from webhooks.storable import storable_headers, storable_text
+from webhooks.storable import Withheld, storable_headers, storable_text
 from webhooks.targets import (
     BlockedTarget,
     InvalidTargetURL,
@@ -64,6 +64,9 @@ class OutgoingRequest:
     headers: Mapping[str, str] = field(repr=False)
     # Lower-cased names of the custom headers that carry credentials.
     sensitive: frozenset[str] = frozenset()
+    # What must not be stored if the receiver echoes it: the sensitive header values,
+    # the signing secrets and the signature.
+    withheld: tuple[str, ...] = field(default=(), repr=False)
 
     def redacted_headers(self) -> dict[str, str]:
         """Headers safe to store: signatures and sensitive values replaced, so a log leaks
@@ -127,18 +130,20 @@ def build_request(
     timestamp = int(now.timestamp())
     headers = {k: v for k, v in custom_headers.items() if k.lower() not in RESERVED_HEADERS}
     sensitive = frozenset(k.lower() for k in headers if is_sensitive(k, sensitive_headers))
+    signature = signature_header(secrets, msg_id=msg_id, timestamp=timestamp, body=body)
+    withheld = (*(v for k, v in headers.items() if k.lower() in sensitive), *secrets, signature)
     headers.update(
         {
             "content-type": "application/json",
             "user-agent": user_agent,
             "webhook-id": msg_id,
             "webhook-timestamp": str(timestamp),
-            SIGNATURE_HEADER: signature_header(
-                secrets, msg_id=msg_id, timestamp=timestamp, body=body
-            ),
+            SIGNATURE_HEADER: signature,
         }
     )
-    return OutgoingRequest(url=url, body=body, headers=headers, sensitive=sensitive)
+    return OutgoingRequest(
+        url=url, body=body, headers=headers, sensitive=sensitive, withheld=withheld
+    )
 
 
 class PolicyResolver(AbstractResolver):
@@ -276,11 +281,13 @@ class Transport:
             return failure("dns", str(exc))
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             return failure(_classify(exc), _short(exc))
+        # A receiver may echo what we sent it: no credential of ours is kept.
+        withheld = Withheld.of(request.withheld)
         return DeliveryResult(
             status_code=status,
             duration_ms=int((time.monotonic() - started) * 1000),
-            headers=storable_headers(headers, limit=body_limit),
-            body=storable_text(body),
+            headers=storable_headers(withheld.scrub_headers(headers), limit=body_limit),
+            body=withheld.scrub(storable_text(body), cut=len(body) >= body_limit),
             body_bytes=len(body),
             error_kind="" if 200 <= status < 300 else "http",
             error_message="" if 200 <= status < 300 else f"HTTP {status}",

@@ -6,6 +6,8 @@ import re
 import pytest
 from django.contrib.auth.models import Permission, User
 from django.urls import reverse
+from rest_framework.test import APIClient
+from werkzeug import Response
 
 import events
 from ctrlplane.tenants.models import ApiKey
@@ -313,4 +315,48 @@ def test_attempt_records_show_sensitive_headers_redacted(staff, tenant, receiver
     assert request.headers["authorization"] == "Bearer adm-62"
     page = staff.get(reverse("admin:webhooks_delivery_change", args=[delivery.pk]))
     assert "adm-62" not in page.content.decode()
+    assert "&lt;redacted&gt;" in page.content.decode()
+
+
+def echo_credentials(request):
+    """A receiver that quotes the credential it refuses, as many 401 pages and debugging
+    endpoints do: in its body, alone and whole, and in a response header."""
+    sent = request.headers["Authorization"]
+    body = json.dumps({"error": "invalid credentials", "got": sent, "token": sent.split()[1]})
+    return Response(body, status=401, headers={"WWW-Authenticate": sent})
+
+
+def test_a_receivers_echo_of_a_sensitive_header_is_stored_redacted(client, tenant, receiver):
+    credential = "SEKRET-RECEIVER-CRED-0042"
+    webhook = webhook_create(
+        tenant=tenant,
+        url=receiver.route("/echo", echo_credentials),
+        headers={"Authorization": f"Bearer {credential}"},
+    )
+    events.publish("deploy.started", tenant=tenant)
+    delivery = Delivery.objects.get(webhook=webhook)
+    delivery_attempt(delivery_id=delivery.pk)
+    [request] = receiver.wait_for("/echo", 1)
+    assert request.headers["authorization"] == f"Bearer {credential}"  # it was sent
+
+    attempt = Attempt.objects.get(delivery=delivery)
+    assert attempt.response_status == 401
+    assert json.loads(attempt.response_body) == {
+        "error": "invalid credentials",
+        "got": "<redacted>",
+        "token": "<redacted>",
+    }
+    assert attempt.response_headers["www-authenticate"] == "<redacted>"
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_create(tenant=tenant).raw_key}")
+    detail = api.get(f"/api/v1/deliveries/{delivery.pk}/")
+    assert detail.status_code == 200
+    viewer = User.objects.create_user("viewer", "viewer@example.com", "pw", is_staff=True)
+    viewer.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+    client.force_login(viewer)
+    page = client.get(reverse("admin:webhooks_delivery_change", args=[delivery.pk]))
+    assert page.status_code == 200
+    for shown in (detail.content.decode(), page.content.decode()):
+        assert credential not in shown
+    assert "<redacted>" in detail.content.decode()
     assert "&lt;redacted&gt;" in page.content.decode()

@@ -2,7 +2,7 @@
 
 import json
 
-from webhooks.storable import TRUNCATED, storable_headers, storable_text
+from webhooks.storable import TRUNCATED, Withheld, storable_headers, storable_text
 
 
 def stored_size(headers: dict[str, str]) -> int:
@@ -50,3 +50,41 @@ def test_no_header_can_pose_as_the_note():
     assert storable_headers({"(Truncated)": "nothing", "x-a": "a"}, limit=200) == {"x-a": "a"}
     stored = storable_headers({"(truncated)": "nothing", "x-big": "b" * 500}, limit=200)
     assert stored == {TRUNCATED: "1 of 1 headers left out: stored headers are limited to 200 bytes"}
+
+
+def test_a_withheld_value_is_redacted_as_sent_and_as_receivers_write_it_back():
+    withheld = Withheld.of(["Bearer tok/abc+def==xyz"])
+    echoes = [
+        "Bearer tok/abc+def==xyz",  # whole
+        "tok/abc+def==xyz",  # the credentials without the scheme
+        '"tok\\/abc+def==xyz"',  # in JSON, `/` escaped as PHP does
+        "Bearer%20tok%2Fabc%2Bdef%3D%3Dxyz",  # percent-encoded
+    ]
+    for echo in echoes:
+        assert "tok" not in withheld.scrub(f"refused {echo} here"), echo
+    assert withheld.scrub("Bearer is the scheme") == "Bearer is the scheme"
+
+
+def test_basic_credentials_and_cookie_values_are_withheld_in_their_parts():
+    withheld = Withheld.of(["Basic dXNlcjpodW50ZXIyLXBhc3N3b3Jk", "sid=session-value-9; lang=en"])
+    assert withheld.scrub("user:hunter2-password") == "<redacted>"
+    assert withheld.scrub("password hunter2-password") == "password <redacted>"
+    assert withheld.scrub("your session session-value-9, lang=en") == (
+        "your session <redacted>, lang=en"
+    )
+
+
+def test_a_short_value_is_redacted_only_where_it_stands_alone():
+    withheld = Withheld.of(["42"])
+    assert withheld.scrub('{"pin": "42", "count": 142, "id": "a42b"}') == (
+        '{"pin": "<redacted>", "count": 142, "id": "a42b"}'
+    )
+    assert Withheld.of(["x"]).scrub("the box: x") == "the box: <redacted>"
+    assert Withheld.of([]).scrub("anything") == "anything"
+
+
+def test_a_value_cut_off_at_the_end_is_redacted_from_its_start_only_when_cut():
+    withheld = Withheld.of(["tok-abcdef-123456"])
+    assert withheld.scrub("... tok-abc", cut=True) == "... <redacted>"
+    assert withheld.scrub("... tok-abc") == "... tok-abc"  # whole answers are not guessed at
+    assert withheld.scrub("... tok", cut=True) == "... tok"  # too short to be the value

@@ -104,6 +104,48 @@ def test_sensitive_custom_headers_are_sent_but_redacted_for_the_record():
     assert "a-7" not in repr(request)
 
 
+def echo_everything(request):
+    """A debugging endpoint: it answers with every header it was sent, in its body and
+    back as response headers."""
+    sent = dict(request.headers.items())
+    echoed = {f"X-Echo-{name}": value for name, value in sent.items()}
+    return Response(json.dumps(sent), status=200, headers=echoed)
+
+
+def test_nothing_we_sent_that_is_secret_is_kept_from_an_echo(receiver):
+    url = receiver.route("/echo", echo_everything)
+    request = outgoing(
+        url,
+        custom_headers={
+            "Authorization": "Bearer tok-abcdef-123456",
+            "X-Pin": "4711",  # sensitive but short: redacted only where it stands alone
+            "X-Env": "prod",
+        },
+        sensitive_headers=["X-Pin"],
+    )
+    signature = request.headers["webhook-signature"]
+    result = send(request)
+    stored = json.dumps({"body": result.body, "headers": result.headers})
+    for secret in ("tok-abcdef-123456", signature, signature[3:], SECRET):
+        assert secret not in stored
+    assert "4711" not in stored
+    echoed = json.loads(result.body)
+    assert (
+        echoed["Authorization"] == echoed["X-Pin"] == echoed["Webhook-Signature"] == ("<redacted>")
+    )
+    assert echoed["X-Env"] == "prod"  # what is not secret stays readable
+    assert result.headers["x-echo-authorization"] == "<redacted>"
+    assert result.headers["x-echo-webhook-id"] == "evt_1"
+
+
+def test_a_credential_cut_off_by_the_body_limit_is_not_kept_in_part(receiver):
+    credential = "Bearer tok-abcdef-123456"
+    page = b"x" * 990 + credential.encode()
+    url = receiver.route("/cut", status(200, body=page))
+    result = send(outgoing(url, custom_headers={"Authorization": credential}), body_limit=1_000)
+    assert result.body == "x" * 990 + "<redacted>"  # "Bearer tok" was the end of it
+
+
 def test_custom_headers_cannot_override_signature_headers():
     request = outgoing("http://x", custom_headers={"webhook-id": "forged", "Host": "evil"})
     assert request.headers["webhook-id"] == "evt_1"
