@@ -27,6 +27,7 @@ from webhooks.services import (
     webhook_secret_rotate,
     webhook_secrets_live,
     webhook_update,
+    webhook_url_move_check,
 )
 from webhooks.validation import (
     clean_event_types,
@@ -124,6 +125,15 @@ class WebhookAdminForm(forms.ModelForm[Webhook]):
             cleaned["event_types"] = clean_event_types([*cleaned.get("event_types", []), *patterns])
         except ValidationError as exc:
             self.add_error("event_patterns", exc.message_dict["event_types"])
+        if self.instance.pk and "url" in cleaned and "headers" in cleaned:
+            # The service's rule, checked here to show it on the form (the service would
+            # refuse the save anyway). The instance still holds the stored URL.
+            try:
+                webhook_url_move_check(
+                    webhook=self.instance, url=cleaned["url"], headers=cleaned["headers"]
+                )
+            except ValidationError as exc:
+                self.add_error("headers", exc.message_dict["headers"])
         return cleaned
 
     def _post_clean(self) -> None:

@@ -2,10 +2,11 @@
 
 import logging
 from collections import defaultdict
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -24,6 +25,7 @@ from webhooks.header_secrets import (
 from webhooks.models import Delivery, DeliveryStatus, Webhook, WebhookSecret
 from webhooks.secret_store import SecretUnavailable, decrypt_secret, encrypt_secret
 from webhooks.signing import generate_secret
+from webhooks.targets import InvalidTargetURL, parse_target
 from webhooks.validation import (
     clean_event_types,
     clean_headers,
@@ -68,19 +70,22 @@ def webhook_create(
 def webhook_update(*, webhook: Webhook, **changes: Any) -> Webhook:
     """Change the given fields. `headers` replaces all custom headers (one left out is
     removed); a value of `<redacted>` keeps the stored value of a sensitive header.
-    `sensitive_headers` (default: the ones stored) marks more headers sensitive."""
+    `sensitive_headers` (default: the ones stored) marks more headers sensitive.
+
+    A URL on another origin keeps no sensitive value: see `webhook_url_move_check`."""
     unknown = set(changes) - UPDATABLE_FIELDS
     if unknown:
         raise TypeError(f"cannot update {', '.join(sorted(unknown))}")
+    new_headers = clean_headers(changes["headers"]) if "headers" in changes else None
     if "url" in changes:
-        webhook.url = clean_url(changes["url"])
+        url = clean_url(changes["url"])
+        webhook_url_move_check(webhook=webhook, url=url, headers=new_headers)
+        webhook.url = url
     if "event_types" in changes:
         webhook.event_types = clean_event_types(changes["event_types"])
-    if "headers" in changes or "sensitive_headers" in changes:
-        if "headers" in changes:
-            headers = clean_headers(changes["headers"])
-        else:  # only the marks change: every header keeps its value
-            headers = webhook.redacted_headers()
+    if new_headers is not None or "sensitive_headers" in changes:
+        # Without `headers` only the marks change: every header keeps its value.
+        headers = new_headers if new_headers is not None else webhook.redacted_headers()
         # Decrypted only when a value is kept: replacing every secret needs no key.
         keeps = REDACTED in headers.values()
         _headers_set(
@@ -99,6 +104,43 @@ def webhook_update(*, webhook: Webhook, **changes: Any) -> Webhook:
             else:
                 webhook_disable(webhook=webhook, reason="Disabled by the tenant.", notify=False)
     return webhook
+
+
+def webhook_url_move_check(
+    *, webhook: Webhook, url: str, headers: Mapping[str, str] | None
+) -> None:
+    """Refuse to move a webhook to `url` on another origin (scheme, host or port) while it
+    would keep a stored sensitive header value: the value would go to the new host, whose
+    owner could read it, though it can never be read back. `headers` are the webhook's
+    new custom headers, or None when they stay as they are. Every stored sensitive header
+    must be sent again with a new value, or left out (removed)."""
+    if not webhook.pk or not webhook.sensitive_headers:
+        return
+    before = _origin(webhook.url)
+    if before is not None and _origin(url) == before:
+        return
+    stored = {name.lower() for name in webhook.sensitive_headers}
+    shown = webhook.redacted_headers() if headers is None else headers
+    kept = [name for name, value in shown.items() if value == REDACTED and name.lower() in stored]
+    if kept:
+        raise ValidationError(
+            {
+                "headers": f"Changing the URL's host requires sending the sensitive header "
+                f"values again: {', '.join(kept)}. Send a new value for each, or leave it out "
+                "to remove it."
+            }
+        )
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """Scheme, canonical host and port: `https://A.example.com/` and
+    `https://a.example.com:443/x` are the same receiver. None if the URL does not parse
+    (an old row): no origin is the same as it."""
+    try:
+        target = parse_target(url)
+    except InvalidTargetURL:
+        return None
+    return urlsplit(target.url).scheme, target.host, target.port
 
 
 def webhook_enable(*, webhook: Webhook) -> Webhook:

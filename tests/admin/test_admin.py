@@ -273,6 +273,35 @@ def test_change_form_shows_sensitive_values_redacted_and_keeps_them_on_save(
     }
 
 
+def test_change_form_refuses_another_host_that_would_keep_sensitive_values(
+    staff, hook_with_credentials
+):
+    url = reverse("admin:webhooks_webhook_change", args=[hook_with_credentials.pk])
+    form = staff.get(url).context["adminform"].form
+    fields = {
+        "url": "https://attacker.example.net/in",
+        "event_types": [],
+        "event_patterns": "",
+        "headers": json.dumps(form.initial["headers"]),  # the values shown as <redacted>
+        "sensitive_headers": "X-Foo",
+        "active": "on",
+    }
+    response = staff.post(url, fields)
+    assert response.status_code == 200  # the form again, with the error
+    errors = response.context["adminform"].form.errors["headers"]
+    assert "requires sending the sensitive header values again" in errors[0]
+    assert Webhook.objects.get(pk=hook_with_credentials.pk).url == URL
+
+    fields["headers"] = json.dumps({"Authorization": "Bearer new-host-61", "X-Team": "ops"})
+    fields["sensitive_headers"] = ""  # X-Foo is removed
+    response = staff.post(url, fields)
+    assert response.status_code == 302, response.content.decode()[:3000]
+    assert sent_headers(hook_with_credentials) == {
+        "Authorization": "Bearer new-host-61",
+        "X-Team": "ops",
+    }
+
+
 def test_add_form_encrypts_sensitive_headers(staff, tenant):
     response = staff.post(
         reverse("admin:webhooks_webhook_add"),

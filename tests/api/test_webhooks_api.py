@@ -391,6 +391,41 @@ def test_patch_round_trip_keeps_replaces_and_removes_sensitive_headers(api):
     assert stored_values(body["id"]) == {"X-Api-Token": "apitok-77c1"}
 
 
+def test_patch_to_another_host_must_send_the_sensitive_values_again(api):
+    """A PATCH of the URL alone once sent every stored credential to the new host, so
+    anyone with the tenant's key could read one back with a receiver of their own."""
+    body = create_with_credentials(api)
+    url = f"/api/v1/webhooks/{body['id']}/"
+    elsewhere = "https://attacker.example.net/in"
+
+    for payload in (
+        {"url": elsewhere},
+        {"url": elsewhere, "headers": api.get(url).json()["headers"]},  # as shown: kept
+    ):
+        response = api.patch(url, payload, format="json")
+        assert response.status_code == 400, response.content
+        [message] = response.json()["headers"]
+        assert "requires sending the sensitive header values again" in message
+        assert "Authorization" in message
+    assert api.get(url).json()["url"] == URL
+    assert stored_values(body["id"]) == {**CREDENTIALS, "X-Team": "ops"}
+
+    response = api.patch(
+        url,
+        {
+            "url": elsewhere,
+            "headers": {"Authorization": "Bearer for-the-new-host", "X-Team": "ops"},
+        },
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    assert response.json()["url"] == elsewhere
+    assert stored_values(body["id"]) == {
+        "Authorization": "Bearer for-the-new-host",
+        "X-Team": "ops",
+    }
+
+
 def test_patch_can_mark_an_existing_header_sensitive(api):
     created = api.post(
         "/api/v1/webhooks/", {"url": URL, "headers": {"X-Pass": "p-5"}}, format="json"

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from webhooks.header_secrets import decrypt_headers
-from webhooks.models import Delivery, DeliveryStatus, WebhookSecret
+from webhooks.models import Delivery, DeliveryStatus, Webhook, WebhookSecret
 from webhooks.secret_store import SecretUnavailable, decrypt_secret, reencrypt_secret
 from webhooks.services import (
     webhook_create,
@@ -243,6 +243,86 @@ def test_update_keeps_replaces_and_removes_sensitive_values(tenant):
     webhook.refresh_from_db()
     assert (webhook.headers, webhook.sensitive_headers) == ({}, [])
     assert webhook.sensitive_headers_ciphertext == ""
+
+
+def credentialed(tenant, url: str = URL):
+    return webhook_create(
+        tenant=tenant,
+        url=url,
+        headers={"Authorization": "Bearer b-1", "X-Foo": "f-1", "X-Team": "ops"},
+        sensitive_headers=["X-Foo"],
+    )
+
+
+def sent(webhook) -> dict[str, str]:
+    webhook = Webhook.objects.get(pk=webhook.pk)
+    return webhooks_request_headers(webhooks=[webhook]).headers[webhook.pk]
+
+
+@pytest.mark.parametrize(
+    "new_url",
+    [
+        "https://attacker.example.net/in",  # another host
+        "https://hooks.example.com:8443/in",  # another port
+        "http://hooks.example.com/in",  # another scheme
+    ],
+)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        None,  # the URL alone
+        {"Authorization": "<redacted>", "X-Foo": "<redacted>", "X-Team": "ops"},  # as shown
+        {"Authorization": "Bearer b-2", "X-Foo": "<redacted>"},  # one kept
+    ],
+)
+def test_a_url_on_another_origin_does_not_carry_stored_sensitive_values(tenant, new_url, headers):
+    """The new host's owner would receive them: anyone with the tenant's key could read a
+    value the service promises never to show."""
+    webhook = credentialed(tenant)
+    changes = {"url": new_url} if headers is None else {"url": new_url, "headers": headers}
+
+    with pytest.raises(ValidationError) as refused:
+        webhook_update(webhook=webhook, **changes)
+
+    [message] = refused.value.message_dict["headers"]
+    assert "Changing the URL's host requires sending the sensitive header values again" in message
+    assert "X-Foo" in message
+    assert Webhook.objects.get(pk=webhook.pk).url == URL
+    assert sent(webhook) == {"Authorization": "Bearer b-1", "X-Foo": "f-1", "X-Team": "ops"}
+
+
+def test_a_url_on_another_origin_is_taken_with_new_values_or_without_the_headers(tenant):
+    webhook = credentialed(tenant)
+    webhook_update(
+        webhook=webhook,
+        url="https://elsewhere.example.net/in",
+        headers={"Authorization": "Bearer b-2", "X-Foo": "f-2", "X-Team": "ops"},
+    )
+    assert sent(webhook) == {"Authorization": "Bearer b-2", "X-Foo": "f-2", "X-Team": "ops"}
+
+    webhook_update(webhook=webhook, url="https://third.example.org/in", headers={"X-Team": "ops"})
+    assert Webhook.objects.get(pk=webhook.pk).url == "https://third.example.org/in"
+    assert sent(webhook) == {"X-Team": "ops"}
+
+
+@pytest.mark.parametrize(
+    "new_url",
+    [
+        "https://hooks.example.com/other?x=1",  # another path on the same receiver
+        "https://HOOKS.example.com:443/in",  # the same origin, written differently
+    ],
+)
+def test_a_url_on_the_same_origin_keeps_the_sensitive_values(tenant, new_url):
+    webhook = credentialed(tenant)
+    webhook_update(webhook=webhook, url=new_url)
+    assert Webhook.objects.get(pk=webhook.pk).url == new_url
+    assert sent(webhook) == {"Authorization": "Bearer b-1", "X-Foo": "f-1", "X-Team": "ops"}
+
+
+def test_a_webhook_without_sensitive_values_moves_freely(tenant):
+    webhook = webhook_create(tenant=tenant, url=URL, headers={"X-Team": "ops"})
+    webhook_update(webhook=webhook, url="https://elsewhere.example.net/in")
+    assert sent(webhook) == {"X-Team": "ops"}
 
 
 def test_sensitive_headers_no_key_decrypts_make_only_their_webhook_unavailable(tenant, settings):
