@@ -217,29 +217,42 @@ class Transport:
         self.policy = policy
         self._ca_certs = ca_certs or certifi.where()
         self._session: aiohttp.ClientSession | None = None
+        self._fresh_session: aiohttp.ClientSession | None = None
 
-    def _client(self) -> aiohttp.ClientSession:
+    def _client(self, *, fresh: bool = False) -> aiohttp.ClientSession:
+        """The session that keeps connections alive, or with `fresh` one that opens a new
+        connection for every request (for the retry after a kept-alive one broke: the
+        pool may hold more that the receiver has closed)."""
+        if fresh:
+            if self._fresh_session is None or self._fresh_session.closed:
+                self._fresh_session = self._new_session(force_close=True)
+            return self._fresh_session
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                resolver=PolicyResolver(self.policy),
-                ssl=ssl.create_default_context(cafile=self._ca_certs),
-                limit=0,  # the engine's lanes and sender slots bound concurrency
-                ttl_dns_cache=10,  # answers are cached only after the policy passed them
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                cookie_jar=aiohttp.DummyCookieJar(),  # never store or send cookies
-                trust_env=False,  # no proxies or .netrc credentials from the environment
-                # Bodies are kept as sent, never inflated: nothing to bomb, nothing to
-                # parse. Asking for identity makes compression the receiver's mistake.
-                auto_decompress=False,
-                headers={"Accept-Encoding": "identity"},
-            )
+            self._session = self._new_session(force_close=False)
         return self._session
 
+    def _new_session(self, *, force_close: bool) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            resolver=PolicyResolver(self.policy),
+            ssl=ssl.create_default_context(cafile=self._ca_certs),
+            limit=0,  # the engine's lanes and sender slots bound concurrency
+            ttl_dns_cache=10,  # answers are cached only after the policy passed them
+            force_close=force_close,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),  # never store or send cookies
+            trust_env=False,  # no proxies or .netrc credentials from the environment
+            # Bodies are kept as sent, never inflated: nothing to bomb, nothing to
+            # parse. Asking for identity makes compression the receiver's mistake.
+            auto_decompress=False,
+            headers={"Accept-Encoding": "identity"},
+        )
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._fresh_session):
+            if session is not None:
+                await session.close()
 
     async def send(
         self,
@@ -297,32 +310,51 @@ class Transport:
         self, request: OutgoingRequest, *, timeout: aiohttp.ClientTimeout, body_limit: int
     ) -> tuple[int, dict[str, str], bytes]:
         url = checked_url(request.url, self.policy)
+        # Only getting an answer is retried: once its status and headers arrived, the
+        # receiver has the request, and a failure reading the body is the attempt's.
+        # The caller's deadline covers both tries.
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_is_connection_reset),
             stop=stop_after_attempt(2),
             reraise=True,
         ):
             with attempt:
-                async with self._client().post(
+                response = await self._client(fresh=attempt.retry_state.attempt_number > 1).post(
                     url,
                     data=request.body,
                     headers=dict(request.headers),
                     allow_redirects=False,
                     timeout=timeout,
-                ) as response:
-                    body = await _read_limited(response, body_limit)
-                    return response.status, dict(response.headers.items()), body
-        raise AssertionError("unreachable: tenacity re-raises the last error")
+                )
+        async with response:
+            body = await _read_limited(response, body_limit)
+            return response.status, dict(response.headers.items()), body
 
 
 def _is_connection_reset(exc: BaseException) -> bool:
-    """A pooled keep-alive connection the server already closed: safe to try once more."""
-    if isinstance(exc, aiohttp.ServerDisconnectedError | ConnectionResetError | BrokenPipeError):
-        return True
-    return isinstance(exc, aiohttp.ClientOSError) and exc.errno in (
-        errno.ECONNRESET,
-        errno.EPIPE,
-    )
+    """The connection broke before any of an answer arrived: safe to try once more, on a
+    fresh connection.
+
+    The usual cause is a kept-alive connection the receiver closed while it sat in the
+    pool (many servers close idle connections, or close after every answer without
+    saying `Connection: close`). Writing the request then fails (aiohttp: "Can not
+    write request body", errno None, caused by a reset), or the server's close arrives
+    instead of an answer (ServerDisconnectedError). Failing to connect is not a reset,
+    and a connection that closes after part of an answer is not retried.
+    """
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return False
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        # Its message is the partly parsed answer when some of one arrived.
+        return isinstance(exc.message, str)
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ConnectionResetError | BrokenPipeError):
+            return True
+        if isinstance(cause, OSError) and cause.errno in (errno.ECONNRESET, errno.EPIPE):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 async def _read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -5,8 +5,10 @@ import errno
 import gzip
 import ipaddress
 import json
+import re
 import socket
 import ssl
+import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -478,15 +480,107 @@ def test_the_retry_after_a_reset_shares_the_attempts_total_timeout():
     assert elapsed < 1.4
 
 
+class ClosesAfterEachAnswer:
+    """A receiver on 127.0.0.1 that answers over HTTP/1.1 without `Connection: close` and
+    then closes the connection, so the client keeps a connection the receiver closed.
+    Optionally it answers only part of a response before closing."""
+
+    def __init__(self, answer: bytes = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"):
+        self.answer = answer
+        self.requests = 0
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.05)  # to see `stopped` soon
+        self.stopped = threading.Event()
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(5)
+            self.connections += 1
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                else:
+                    head, _, rest = data.partition(b"\r\n\r\n")
+                    found = re.search(rb"(?i)content-length: *(\d+)", head)
+                    length = int(found[1]) if found else 0
+                    while len(rest) < length:
+                        rest += conn.recv(65536)
+                    self.requests += 1
+                    conn.sendall(self.answer)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(5)
+        self.listener.close()
+
+
+@pytest.mark.parametrize("body_size", [100, 40_000])
+def test_back_to_back_requests_to_a_receiver_that_closes_after_each_answer_all_succeed(body_size):
+    """The next request finds the pooled connection closed: writing it fails ("Can not
+    write request body", errno None) or the close arrives instead of an answer. Both are
+    retried once on a fresh connection, so every request gets through, once."""
+    server = ClosesAfterEachAnswer()
+    url = f"http://127.0.0.1:{server.port}/ok"
+    try:
+        results = send_all(
+            Transport(LOOPBACK), [outgoing(url, body=b"x" * body_size) for _ in range(40)]
+        )
+    finally:
+        server.close()
+    assert [(r.status_code, r.error_message) for r in results] == [(200, "")] * 40
+    assert server.requests == 40
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nX-Partial: yes\r\n",  # headers cut short
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok",  # body cut short
+    ],
+)
+def test_a_connection_that_closes_after_part_of_an_answer_is_not_retried(answer):
+    """Once any of an answer arrived the receiver has the request: sending it again
+    would only deliver it twice."""
+    server = ClosesAfterEachAnswer(answer)
+    try:
+        result = send(outgoing(f"http://127.0.0.1:{server.port}/ok"))
+    finally:
+        server.close()
+    assert (result.status_code, result.error_kind) == (None, "connection")
+    assert (server.requests, server.connections) == (1, 1)
+
+
+def can_not_write_request_body() -> aiohttp.ClientOSError:
+    """What aiohttp raises when the request is written to a connection the peer closed."""
+    exc = aiohttp.ClientOSError(None, "Can not write request body for http://127.0.0.1/")
+    exc.__cause__ = aiohttp.ClientConnectionResetError("Cannot write to closing transport")
+    return exc
+
+
 @pytest.mark.parametrize(
     ("exc", "expected"),
     [
         (aiohttp.ServerDisconnectedError(), True),
         (aiohttp.ClientOSError(errno.ECONNRESET, "Connection reset by peer"), True),
         (ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"), True),
+        (can_not_write_request_body(), True),
+        (aiohttp.ClientConnectionResetError("Cannot write to closing transport"), True),
         (aiohttp.ClientOSError(errno.ECONNREFUSED, "Connection refused"), False),
         (TimeoutError(), False),
         (ValueError("Connection reset"), False),
+        (aiohttp.ClientOSError(None, "Can not write request body"), False),  # no reset under it
     ],
 )
 def test_only_resets_count_as_retryable(exc, expected):
