@@ -10,12 +10,12 @@ credentials we sent are taken out of the answer before it is stored (`Withheld`)
 
 import base64
 import binascii
+import functools
 import html
 import json
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from webhooks.header_secrets import REDACTED
 
@@ -79,12 +79,17 @@ WITHHELD_ANYWHERE = 8
 # The shortest start of a value that counts as the value where an answer was cut off.
 _CUT_PREFIX = 4
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9._~+-]*")
+# Text that each encoding leaves as it is.
+_JSON_PLAIN = re.compile(r"[ !#-\[\]-~]*")  # printable ASCII but `"` and `\`
+_URL_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
+_URL_SPECIAL = re.compile(r"[^A-Za-z0-9_.~-]+")
+_HTML_PLAIN = re.compile(r"[^&<>\"']*")
 
 
 @dataclass(frozen=True)
 class Withheld:
-    """Values we sent that must never be stored: sensitive header values, signing secrets
-    and signatures. Receivers echo requests (debug endpoints, 401 pages quoting the
+    """Values that must never be stored: the sensitive header values we sent, and the
+    signing secrets. Receivers echo requests (debug endpoints, 401 pages quoting the
     `Authorization` they refused), and whatever they answer is kept with the attempt and
     shown to the tenant and to view-only staff, who must not read these values."""
 
@@ -93,7 +98,7 @@ class Withheld:
 
     @classmethod
     def of(cls, values: Iterable[str]) -> "Withheld":
-        forms = {form for value in values for piece in _pieces(value) for form in _forms(piece)}
+        forms = {form for value in values for form in _written_forms(value)}
         anywhere = sorted((f for f in forms if len(f) >= WITHHELD_ANYWHERE), key=len, reverse=True)
         short = sorted((f for f in forms if 0 < len(f) < WITHHELD_ANYWHERE), key=len, reverse=True)
         alone = None
@@ -121,11 +126,18 @@ class Withheld:
         return {self.scrub(name): self.scrub(value) for name, value in headers.items()}
 
 
+# Secrets and sensitive values repeat with every delivery of a webhook, so their forms are
+# made once. (They are held in memory decrypted anyway, by the decryption cache.)
+@functools.lru_cache(maxsize=4096)
+def _written_forms(value: str) -> frozenset[str]:
+    return frozenset(form for piece in _pieces(value) for form in _forms(piece))
+
+
 def _pieces(value: str) -> Iterator[str]:
     """The value, and the parts of it a receiver may echo alone: the credentials after an
     auth scheme (`Bearer <token>`), the user:password of Basic, cookie values, list
-    items (`v1,<signature> v1,<signature>`). Parts must be long enough to be replaced
-    anywhere: a short part (`v1`, `Bearer`) is no secret."""
+    items. Parts must be long enough to be replaced anywhere: a short part (`Bearer`) is
+    no secret."""
     yield value
     parts: list[str] = []
     scheme, _, credentials = value.strip().partition(" ")
@@ -142,8 +154,23 @@ def _pieces(value: str) -> Iterator[str]:
     yield from (part for part in parts if len(part) >= WITHHELD_ANYWHERE)
 
 
+def _percent_encoded(match: re.Match[str]) -> str:
+    """What `urllib.parse.quote(…, safe="")` makes of a run of characters it encodes,
+    without its per-character work on the characters it keeps."""
+    return "".join(f"%{byte:02X}" for byte in match.group().encode())
+
+
 def _forms(value: str) -> set[str]:
     """How a value may be written back: as sent, inside a JSON string (with or without
-    `/` escaped, as PHP writes it), percent-encoded, HTML-escaped."""
-    in_json = json.dumps(value)[1:-1]
-    return {value, in_json, in_json.replace("/", "\\/"), quote(value, safe=""), html.escape(value)}
+    `/` escaped, as PHP writes it), percent-encoded, HTML-escaped. (Each is made only
+    when it can differ.)"""
+    forms = {value}
+    in_json = value if _JSON_PLAIN.fullmatch(value) else json.dumps(value)[1:-1]
+    forms.add(in_json)
+    if "/" in value:
+        forms.add(in_json.replace("/", "\\/"))
+    if not _URL_PLAIN.fullmatch(value):
+        forms.add(_URL_SPECIAL.sub(_percent_encoded, value))
+    if not _HTML_PLAIN.fullmatch(value):
+        forms.add(html.escape(value))
+    return forms

@@ -64,8 +64,9 @@ class OutgoingRequest:
     headers: Mapping[str, str] = field(repr=False)
     # Lower-cased names of the custom headers that carry credentials.
     sensitive: frozenset[str] = frozenset()
-    # What must not be stored if the receiver echoes it: the sensitive header values,
-    # the signing secrets and the signature.
+    # What must not be stored if the receiver echoes it: the sensitive header values and
+    # the signing secrets. (Not the signature: it vouches only for this one message,
+    # which the receiver has anyway, and expires with its timestamp.)
     withheld: tuple[str, ...] = field(default=(), repr=False)
 
     def redacted_headers(self) -> dict[str, str]:
@@ -131,7 +132,7 @@ def build_request(
     headers = {k: v for k, v in custom_headers.items() if k.lower() not in RESERVED_HEADERS}
     sensitive = frozenset(k.lower() for k in headers if is_sensitive(k, sensitive_headers))
     signature = signature_header(secrets, msg_id=msg_id, timestamp=timestamp, body=body)
-    withheld = (*(v for k, v in headers.items() if k.lower() in sensitive), *secrets, signature)
+    withheld = (*(v for k, v in headers.items() if k.lower() in sensitive), *secrets)
     headers.update(
         {
             "content-type": "application/json",
