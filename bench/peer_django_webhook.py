@@ -38,6 +38,7 @@ import argparse
 import fcntl
 import multiprocessing
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -339,7 +340,16 @@ def run_ceiling(nginx: Nginx, kind: str, args: argparse.Namespace) -> Result:
     ]
     for w in workers:
         w.start()
-    spans = [results.get(timeout=args.timeout) for _ in workers]
+    spans: list[tuple[float, float]] = []
+    deadline = time.monotonic() + args.timeout
+    while len(spans) < processes:
+        try:
+            spans.append(results.get(timeout=1))
+        except queue.Empty:
+            if time.monotonic() > deadline or any(w.exitcode for w in workers):
+                for w in workers:
+                    w.kill()
+                raise SystemExit(f"the {kind} ceiling's processes failed") from None
     for w in workers:
         w.join(60)
     served = nginx.requests() - base - processes * warmup
