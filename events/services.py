@@ -145,6 +145,8 @@ def _publish(
                 return existing
         token = _being_published.set(event.id)
         try:
+            # Transactional subscribers (the webhook fan-out) run here, inside this
+            # transaction, even on a paused or unstarted bus: it buffers for the others only.
             get_bus().publish(event, raise_errors=True)
         finally:
             _being_published.reset(token)
