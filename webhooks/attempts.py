@@ -29,9 +29,9 @@ from webhooks.models import (
     ErrorKind,
     Webhook,
 )
+from webhooks.notices import delivery_exhausted_notice
 from webhooks.retry_policy import RetryPolicy
 from webhooks.services import (
-    WEBHOOK_DISABLED,
     webhook_disable,
     webhooks_request_headers,
     webhooks_secrets_live,
@@ -48,10 +48,6 @@ from webhooks.validation import network_policy
 
 logger = logging.getLogger(__name__)
 
-DELIVERY_EXHAUSTED = "delivery.exhausted"
-# Events about delivery itself never cause more of themselves, or one dead endpoint
-# subscribed to `*` would feed on its own failures forever.
-OPERATIONAL_TYPES = frozenset({DELIVERY_EXHAUSTED, WEBHOOK_DISABLED})
 # Retries due this soon go to the broker with a countdown; later ones wait in the
 # database for the sweeper, so no long ETA ever sits in the broker.
 MAX_COUNTDOWN_SECONDS = 60.0
@@ -408,8 +404,7 @@ def _record_batch(outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
                 )
                 if delay is None:
                     delivery.status = DeliveryStatus.EXHAUSTED
-                    if delivery.event_type not in OPERATIONAL_TYPES:
-                        exhausted.append((delivery, result))
+                    exhausted.append((delivery, result))
                 else:
                     delivery.status = DeliveryStatus.FAILED
                     delivery.next_attempt_at = now + delay
@@ -423,7 +418,9 @@ def _record_batch(outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
         for webhook in gone.values():
             webhook_disable(webhook=webhook, reason="The endpoint answered 410 Gone.")
         for delivery, result in exhausted:
-            emit_exhausted(delivery, result)
+            delivery_exhausted_notice(
+                delivery, status_code=result.status_code, error=result.error_message
+            )
         for countdown, retry_ids in soon.items():
             transaction.on_commit(partial(deliveries_dispatch, retry_ids, countdown=countdown))
     return results
@@ -570,21 +567,3 @@ def delivery_finish(
         return status
     current = Delivery.objects.filter(pk=delivery.pk).values_list("status", flat=True).first()
     return current or status
-
-
-def emit_exhausted(delivery: Delivery, result: DeliveryResult) -> None:
-    from events.services import service_notice_publish
-
-    service_notice_publish(
-        DELIVERY_EXHAUSTED,
-        tenant=delivery.tenant,
-        data={
-            "delivery_id": delivery.pk,
-            "webhook_id": delivery.webhook_id,
-            "event_id": delivery.event_id,
-            "event_type": delivery.event_type,
-            "attempts": delivery.attempts,
-            "last_status_code": result.status_code,
-            "last_error": result.error_message[:500],
-        },
-    )
