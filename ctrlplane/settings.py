@@ -185,7 +185,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 EVENTS_MAX_PAYLOAD_BYTES = env_int("EVENTS_MAX_PAYLOAD_BYTES", 256 * 1024)
 
-# --- Webhooks (defaults and meaning: webhooks/conf.py, docs/configuration.md) ----
+# --- Webhooks (the defaults live here alone; meaning: webhooks/conf.py, docs) -----
 _DEFAULT_SCHEDULE = ["0", "5", "300", "1800", "7200", "18000", "36000", "36000"]
 WEBHOOKS_RETRY_SCHEDULE = [float(s) for s in env_list("WEBHOOKS_RETRY_SCHEDULE", _DEFAULT_SCHEDULE)]
 WEBHOOKS_RETRY_JITTER = env_float("WEBHOOKS_RETRY_JITTER", 0.2)
