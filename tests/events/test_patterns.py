@@ -2,10 +2,10 @@ import fnmatch
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from events.patterns import TypeFilter, parse, sql_regex
+from events.patterns import CharSet, TypeFilter, parse, sql_regex
 from tests.events.glob_cases import GLOB_CASES
 
 
@@ -58,6 +58,12 @@ _ALPHABET = "ab.-]![*?%_\\^é"
     event_type=st.text(alphabet=_ALPHABET.replace("*", "").replace("?", ""), max_size=8),
 )
 def test_both_renderings_match_what_fnmatch_matches(pattern, event_type):
+    # An empty range (`?-.`) holds nothing here. fnmatch agrees, except that it removes
+    # the range from its regex text, which can turn a following `!` into a negation
+    # (`[?-.!]` matches any character there): a quirk we do not copy.
+    assume(
+        not any(isinstance(t, CharSet) and len(t.members) < len(t.ranges) for t in parse(pattern))
+    )
     expected = fnmatch.fnmatchcase(event_type, pattern)
     assert TypeFilter([pattern]).matches(event_type) is expected
     regex = sql_regex(pattern)
@@ -71,6 +77,12 @@ def test_many_stars_cannot_make_matching_slow():
     started = time.perf_counter()
     assert not hostile.matches("a" * 100)
     assert time.perf_counter() - started < 0.5
+
+
+def test_an_empty_range_holds_nothing_even_before_a_bang():
+    assert TypeFilter(["[?-.!]"]).matches("!")
+    assert not TypeFilter(["[?-.!]"]).matches("[")
+    assert sql_regex("[?-.]") is None
 
 
 def test_stars_collapse_and_unclosed_brackets_are_literal():
