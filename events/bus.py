@@ -294,8 +294,7 @@ class InMemoryBus:
                 # the next turn of this loop, so order is kept. Transactional subscribers
                 # had these events when they were published.
                 for event in batch:
-                    outcome = self._deliver(event, self._buffered)
-                    self._finish(event, *outcome, raise_errors=False, published=False)
+                    self._dispatch(event, self._buffered, published=False)
 
     def pause(self) -> None:
         """Buffer events again until the next `start()`. Idempotent."""
@@ -376,9 +375,16 @@ class InMemoryBus:
             running = self._running
         raise_ = self.raise_handler_errors if raise_errors is None else raise_errors
         if running:
-            outcome = self._deliver(event, self._subscriptions)
-            return self._finish(event, *outcome, raise_errors=raise_, published=True)
-        delivered, dropped, errors = self._deliver(event, self._transactional)
+            delivered, errors = self._dispatch(event, self._subscriptions, published=True)
+        else:
+            delivered, errors = self._publish_idle(event)
+        if errors and raise_:
+            raise HandlerErrors(f"{len(errors)} handler(s) failed for event {event.id}", errors)
+        return delivered
+
+    def _publish_idle(self, event: Event) -> tuple[int, list[Exception]]:
+        """Publish while not running: transactional subscribers now, the others later."""
+        delivered, errors = self._dispatch(event, self._transactional, published=True)
         with self._lock:
             # Looked at again: had the bus started meanwhile, its replay would be over and
             # an event buffered now would wait for the next start.
@@ -386,10 +392,9 @@ class InMemoryBus:
             if buffer:
                 self._buffer_event(event)
         if not buffer:
-            later_delivered, later_dropped, later_errors = self._deliver(event, self._buffered)
-            delivered, dropped = delivered + later_delivered, dropped + later_dropped
-            errors += later_errors
-        return self._finish(event, delivered, dropped, errors, raise_errors=raise_, published=True)
+            more_delivered, more_errors = self._dispatch(event, self._buffered, published=False)
+            delivered, errors = delivered + more_delivered, errors + more_errors
+        return delivered, errors
 
     def _buffer_event(self, event: Event) -> None:
         stats = self._type_stats(event.type)
@@ -409,10 +414,10 @@ class InMemoryBus:
                 total,
             )
 
-    def _deliver(
-        self, event: Event, subscriptions: tuple[Subscription, ...]
-    ) -> tuple[int, int, list[Exception]]:
-        """Hand `event` to `subscriptions` in order: (delivered, dropped, errors)."""
+    def _dispatch(
+        self, event: Event, subscriptions: tuple[Subscription, ...], *, published: bool
+    ) -> tuple[int, list[Exception]]:
+        """Hand `event` to `subscriptions` in order and count it: (delivered, errors)."""
         delivered = dropped = 0
         errors: list[Exception] = []
         for sub in subscriptions:
@@ -428,19 +433,6 @@ class InMemoryBus:
                 logger.exception(
                     "event handler %r failed for %s event %s", sub.handler, event.type, event.id
                 )
-        return delivered, dropped, errors
-
-    def _finish(
-        self,
-        event: Event,
-        delivered: int,
-        dropped: int,
-        errors: list[Exception],
-        *,
-        raise_errors: bool,
-        published: bool,
-    ) -> int:
-        """Count a delivery round, tell the observer, and raise errors if asked to."""
         with self._lock:
             stats = self._type_stats(event.type)
             stats.published += published
@@ -452,9 +444,7 @@ class InMemoryBus:
                 self.observer.dropped(event.type)
             for _ in errors:
                 self.observer.handler_failed(event.type)
-        if errors and raise_errors:
-            raise HandlerErrors(f"{len(errors)} handler(s) failed for event {event.id}", errors)
-        return delivered
+        return delivered, errors
 
     def _type_stats(self, event_type: str) -> TypeStats:
         stats = self._stats.get(event_type)
