@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from ctrlplane.errors import PayloadTooLarge
 from ctrlplane.metrics import EVENTS_PUBLISHED
 from ctrlplane.tenants.models import Tenant
 from ctrlplane.tenants.services import tenant_resolve
@@ -24,10 +25,6 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 # The event `event_publish` is handing to the bus on this thread, recorded a moment ago in
 # the same transaction: subscribers need not query the log to know it is there.
 _being_published: ContextVar[str | None] = ContextVar("events_being_published", default=None)
-
-
-class PayloadTooLarge(ValidationError):
-    """The payload exceeds EVENTS_MAX_PAYLOAD_BYTES (the API answers 413)."""
 
 
 def event_publish(

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from ctrlplane.errors import Conflict
 from events.envelope import Event
 from events.models import EventRecord
 from webhooks.dispatcher import deliveries_dispatch
@@ -16,8 +17,8 @@ from webhooks.ids import new_delivery_id
 from webhooks.models import AttemptTrigger, Delivery, DeliveryStatus, Webhook
 
 
-class DeliveryNotRetryable(ValueError):
-    pass
+class DeliveryNotRetryable(Conflict):
+    """The delivery or its webhook is in a state that forbids sending it again now."""
 
 
 def delivery_retry(*, delivery: Delivery, trigger: str = AttemptTrigger.MANUAL) -> Delivery:

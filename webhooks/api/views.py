@@ -19,7 +19,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 import events
-from ctrlplane.api import Conflict, EventCursorPagination
+from ctrlplane.api import EventCursorPagination
 from events.catalogue import catalogue
 from events.envelope import EventSource
 from events.models import EventRecord
@@ -27,12 +27,7 @@ from webhooks import selectors
 from webhooks.api import serializers as s
 from webhooks.api.filters import DeliveryFilter, EventFilter
 from webhooks.models import Delivery, Webhook
-from webhooks.recovery import (
-    DeliveryNotRetryable,
-    delivery_retry,
-    webhook_recover,
-    webhook_send_test,
-)
+from webhooks.recovery import delivery_retry, webhook_recover, webhook_send_test
 from webhooks.services import (
     webhook_create,
     webhook_secret_current,
@@ -128,10 +123,7 @@ class WebhookViewSet(
     )
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
-        try:
-            event = webhook_send_test(webhook=self.get_object())
-        except DeliveryNotRetryable as exc:
-            raise Conflict(str(exc)) from None
+        event = webhook_send_test(webhook=self.get_object())
         return Response(_event_output(event.id), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
@@ -147,12 +139,9 @@ class WebhookViewSet(
     @action(detail=True, methods=["post"])
     def recover(self, request: Request, pk: str | None = None) -> Response:
         data = _valid(s.RecoverInput, request.data)
-        try:
-            count = webhook_recover(
-                webhook=self.get_object(), since=data["since"], until=data.get("until")
-            )
-        except DeliveryNotRetryable as exc:
-            raise Conflict(str(exc)) from None
+        count = webhook_recover(
+            webhook=self.get_object(), since=data["since"], until=data.get("until")
+        )
         return Response({"deliveries": count}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -247,10 +236,7 @@ class DeliveryViewSet(
     )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
-        try:
-            delivery = delivery_retry(delivery=self.get_object())
-        except DeliveryNotRetryable as exc:
-            raise Conflict(str(exc)) from None
+        delivery = delivery_retry(delivery=self.get_object())
         return Response(s.DeliveryOutput(delivery).data, status=status.HTTP_202_ACCEPTED)
 
 
