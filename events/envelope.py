@@ -96,7 +96,7 @@ class Event:
             "instance_id": self.instance_id,
             "actor_id": self.actor_id,
             "payload": dict(self.payload),
-            "timestamp": self.timestamp.isoformat(),
+            "timestamp": self.timestamp.isoformat().replace("+00:00", "Z"),  # always UTC
             "source": self.source,
             "metadata": dict(self.metadata),
         }

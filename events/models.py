@@ -17,7 +17,8 @@ class EventRecord(models.Model):
     source = models.CharField(
         max_length=20, choices=[(s.value, s.value) for s in EventSource], default=EventSource.SYSTEM
     )
-    payload = models.JSONField(default=dict)
+    # Shown as `data`, the name the API and webhook bodies use; the column keeps its name.
+    payload = models.JSONField(default=dict, verbose_name="data")
     metadata = models.JSONField(default=dict)
     timestamp = models.DateTimeField()
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)

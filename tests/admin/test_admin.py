@@ -189,6 +189,15 @@ def test_event_delivery_and_attempt_logs_are_read_only_but_viewable(staff, tenan
     assert "retry-after" in page
 
 
+def test_the_event_page_calls_the_payload_data_as_the_api_does(staff, tenant):
+    event = events.publish("deploy.started", tenant=tenant, data={"version": "1.4.2"})
+    page = staff.get(reverse("admin:events_eventrecord_change", args=[event.id])).content.decode()
+    labels = re.findall(r"<label>([^<]+):</label>", page)
+    assert "Data" in labels
+    assert "Payload" not in labels
+    assert "1.4.2" in page
+
+
 @pytest.mark.parametrize(
     ("model", "query"),
     [

@@ -1,11 +1,20 @@
-from datetime import timedelta
+import json
+import re
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
 
 import events
 from events.models import EventRecord
+from webhooks.attempts import delivery_attempt
+from webhooks.models import Delivery
 from webhooks.services import webhook_create
+
+# How the API, the command line and webhook bodies write a time: UTC, with a Z.
+Z_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
 
 
 def test_publish_answers_202_with_the_event(api, tenant):
@@ -16,13 +25,83 @@ def test_publish_answers_202_with_the_event(api, tenant):
     )
     assert response.status_code == 202, response.content
     body = response.json()
-    assert (body["type"], body["instance_id"], body["source"], body["payload"]) == (
-        "deploy.succeeded",
-        "web-1",
-        "api",
-        {"v": 2},
-    )
-    assert EventRecord.objects.get(pk=body["id"]).tenant == tenant
+    record = EventRecord.objects.get(pk=body["id"])
+    assert record.tenant == tenant
+    assert body == {
+        "id": record.id,
+        "type": "deploy.succeeded",
+        "timestamp": body["timestamp"],
+        "tenant": "acme",
+        "instance_id": "web-1",
+        "actor_id": "ci",
+        "data": {"v": 2},
+        "source": "api",
+        "metadata": {},
+        "payload": {"v": 2},  # deprecated, for one release
+    }
+    assert Z_TIME.match(body["timestamp"]), body["timestamp"]
+    assert datetime.fromisoformat(body["timestamp"]) == record.timestamp
+
+
+def test_an_event_reads_the_same_in_the_api_as_in_its_webhook_body(api, tenant, receiver):
+    webhook_create(tenant=tenant, url=receiver.route("/in"))
+    published = api.post(
+        "/api/v1/events/",
+        {"type": "deploy.succeeded", "instance_id": "web-1", "data": {"version": "1.4.2"}},
+        format="json",
+    ).json()
+    delivery_attempt(delivery_id=Delivery.objects.get().pk)
+    [request] = receiver.wait_for("/in", 1)
+    sent = json.loads(request.body)
+    listed = api.get("/api/v1/events/").json()["results"][0]
+    detail = api.get(f"/api/v1/events/{published['id']}/").json()
+    for shown in (published, listed, detail):
+        assert {k: shown[k] for k in sent} == sent
+        assert set(shown) - set(sent) - {"deliveries"} == {"source", "metadata", "payload"}
+
+
+def test_the_deprecated_payload_field_is_marked_so_in_the_schema(api):
+    schemas = api.get("/api/schema/?format=json").json()["components"]["schemas"]
+    for name in ("EventOutput", "EventDetailOutput"):
+        payload, data = (schemas[name]["properties"][f] for f in ("payload", "data"))
+        assert payload["deprecated"] is True
+        assert "Deprecated: the same as `data`" in payload["description"]
+        assert "deprecated" not in data
+
+
+def test_every_time_in_api_responses_is_utc_with_a_z(api, tenant, receiver):
+    hook = webhook_create(tenant=tenant, url=receiver.route("/in"))
+    event = events.publish("deploy.started", tenant=tenant)
+    delivery = Delivery.objects.get()
+    delivery_attempt(delivery_id=delivery.pk)
+    bodies = [
+        api.get(path).json()
+        for path in (
+            "/api/v1/webhooks/",
+            f"/api/v1/webhooks/{hook.pk}/",
+            "/api/v1/events/",
+            f"/api/v1/events/{event.id}/",
+            "/api/v1/deliveries/",
+            f"/api/v1/deliveries/{delivery.pk}/",
+        )
+    ]
+    times = list(_times(bodies))
+    # webhooks: created, updated, last_success_at (x2); events: timestamp (x2) and the
+    # summary's delivered_at; deliveries: created, updated, delivered_at (x2), the attempt
+    assert len(times) >= 16, times
+    assert [t for t in times if not Z_TIME.match(t)] == []
+
+
+def _times(value: Any) -> Iterator[str]:
+    """Every string in a JSON document that is a date and time."""
+    if isinstance(value, dict):
+        for item in value.values():
+            yield from _times(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _times(item)
+    elif isinstance(value, str) and re.match(r"^\d{4}-\d\d-\d\dT", value):
+        yield value
 
 
 def test_the_same_idempotency_key_returns_the_same_event(api):

@@ -23,6 +23,7 @@ from ctrlplane.api import EventCursorPagination
 from events.catalogue import catalogue
 from events.envelope import EventSource
 from events.models import EventRecord
+from events.serializers import event_output
 from webhooks import selectors
 from webhooks.api import serializers as s
 from webhooks.api.filters import DeliveryFilter, EventFilter
@@ -124,7 +125,7 @@ class WebhookViewSet(
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
         event = webhook_send_test(webhook=self.get_object())
-        return Response(_event_output(event.id), status=status.HTTP_202_ACCEPTED)
+        return Response(event_output(event.id), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         summary="Re-send what the webhook missed",
@@ -198,7 +199,7 @@ class EventViewSet(
             idempotency_key=request.headers.get("Idempotency-Key"),
             source=EventSource.API,
         )
-        return Response(_event_output(event.id), status=status.HTTP_202_ACCEPTED)
+        return Response(event_output(event.id), status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema_view(
@@ -269,10 +270,6 @@ def _secret_response(secret: str) -> Response:
     response = Response({"secret": secret})
     add_never_cache_headers(response)
     return response
-
-
-def _event_output(event_id: str) -> dict[str, Any]:
-    return dict(s.EventOutput(EventRecord.objects.get(pk=event_id)).data)
 
 
 @extend_schema(exclude=True)

@@ -7,11 +7,15 @@ from django.core.management.base import BaseCommand, CommandError
 
 from ctrlplane.errors import format_validation_error
 from events.envelope import EventSource
+from events.serializers import event_output_json
 from events.services import event_publish
 
 
 class Command(BaseCommand):
-    help = "Publish a lifecycle event for a tenant, exactly as control-plane code would."
+    help = (
+        "Publish a lifecycle event for a tenant, exactly as control-plane code would, and "
+        "print it as the API shows it."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("type", help="event type, e.g. deploy.succeeded")
@@ -38,4 +42,5 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             raise CommandError(format_validation_error(exc)) from None
-        self.stdout.write(event.to_json())
+        # Exactly what `POST /api/v1/events/` answers: one serializer, one renderer.
+        self.stdout.write(event_output_json(event.id))

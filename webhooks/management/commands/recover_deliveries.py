@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from ctrlplane.errors import ApplicationError, format_error
+from ctrlplane.timefmt import iso_utc
 from webhooks.management.commands._args import iso_datetime, webhook_by_id
 from webhooks.recovery import webhook_recover
 
@@ -26,7 +27,7 @@ class Command(BaseCommand):
         until = iso_datetime(options["until"], flag="--until")
         if webhook is None or since is None:  # both flags are required by argparse
             raise CommandError("--webhook and --since are required")
-        self.stdout.write(f"Recovering deliveries for {webhook.url} since {since.isoformat()} …")
+        self.stdout.write(f"Recovering deliveries for {webhook.url} since {iso_utc(since)} …")
         try:
             count = webhook_recover(webhook=webhook, since=since, until=until)
         except (ValidationError, ApplicationError) as exc:
