@@ -42,8 +42,9 @@ def delivery_retry(*, delivery: Delivery, trigger: str = AttemptTrigger.MANUAL) 
 RECOVER_MAX_AGE = timedelta(days=14)
 
 
-def webhook_send_test(*, webhook: Webhook) -> Event:
-    """Publish a `webhook.test` event that only this webhook receives."""
+def webhook_send_test(*, webhook: Webhook, source: str) -> Event:
+    """Publish a `webhook.test` event that only this webhook receives, recording `source`
+    (an `EventSource`: who asked for it) on the event."""
     from events.services import service_notice_publish
     from webhooks.catalogue import WEBHOOK_TEST
 
@@ -54,7 +55,7 @@ def webhook_send_test(*, webhook: Webhook) -> Event:
         tenant=webhook.tenant_id,
         data={"webhook_id": webhook.pk, "message": "This is a test event from ctrlplane."},
         metadata={TARGET_WEBHOOK_METADATA: webhook.pk},
-        source="api",
+        source=source,
     )
 
 

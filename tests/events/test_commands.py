@@ -31,6 +31,7 @@ def test_publish_event_command_publishes_through_the_service(tenant, capsys):
         "u-1",
         {"version": "2"},
     )
+    assert (record.source, printed["source"]) == ("cli", "cli")
 
 
 def test_publish_event_prints_the_event_exactly_as_the_api_shows_it(tenant, capsys):

@@ -53,6 +53,7 @@ def test_publish_records_the_event_and_hands_it_to_the_bus(tenant, received):
     assert record.payload == {"version": "1.2.3"}
     assert record.to_envelope() == event
     assert event.tenant_id == "acme"
+    assert record.source == event.source == "system"  # published from Python code
 
 
 def test_tenant_may_be_given_by_slug(tenant, received):

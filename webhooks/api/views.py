@@ -124,7 +124,7 @@ class WebhookViewSet(
     )
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
-        event = webhook_send_test(webhook=self.get_object())
+        event = webhook_send_test(webhook=self.get_object(), source=EventSource.API)
         return Response(event_output(event.id), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(

@@ -38,7 +38,7 @@ class Command(BaseCommand):
                 actor_id=options["actor_id"],
                 data=data,
                 idempotency_key=options["idempotency_key"],
-                source=EventSource.ADMIN,
+                source=EventSource.CLI,
             )
         except ValidationError as exc:
             raise CommandError(format_validation_error(exc)) from None
