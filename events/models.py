@@ -22,6 +22,9 @@ class EventRecord(models.Model):
     metadata = models.JSONField(default=dict)
     timestamp = models.DateTimeField()
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # SHA-256 of the request that made the event (events.idempotency), to refuse the key's
+    # reuse for a different one. Empty for events recorded before it was kept.
+    idempotency_fingerprint = models.CharField(max_length=64, null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

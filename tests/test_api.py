@@ -77,7 +77,11 @@ def test_every_application_error_in_the_project_is_mapped():
     domain_errors = {
         c for c in _subclasses(ApplicationError) if c.__module__.split(".")[0] in PACKAGES
     }
-    assert {c.__name__ for c in domain_errors} >= {"Conflict", "DeliveryNotRetryable"}
+    assert {c.__name__ for c in domain_errors} >= {
+        "Conflict",
+        "DeliveryNotRetryable",
+        "IdempotencyKeyReused",
+    }
     for cls in domain_errors:
         status, body = handle(cls("Some message."))
         assert status == (409 if issubclass(cls, Conflict) else 400), cls

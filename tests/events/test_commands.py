@@ -64,6 +64,17 @@ def test_publish_event_command_rejects_bad_arguments_clearly(tenant, args, messa
     assert not EventRecord.objects.exists()
 
 
+def test_publish_event_refuses_a_key_used_for_a_different_event(tenant, capsys):
+    args = ["deploy.succeeded", "--tenant", "acme", "--idempotency-key", "deploy-8812"]
+    call_command("publish_event", *args, "--data", '{"version": "1"}')
+    first = json.loads(capsys.readouterr().out)
+    call_command("publish_event", *args, "--data", '{"version": "1"}')
+    assert json.loads(capsys.readouterr().out) == first
+    with pytest.raises(CommandError, match="'deploy-8812' was already used for a different"):
+        call_command("publish_event", *args, "--data", '{"version": "2"}')
+    assert EventRecord.objects.count() == 1
+
+
 @pytest.mark.parametrize("notice", ["webhook.test", "webhook.disabled", "delivery.exhausted"])
 def test_publish_event_command_refuses_the_services_own_notices(tenant, notice):
     data = json.dumps({"webhook_id": "wh_1", "url": "https://x.example/", "reason": "spoof"})

@@ -18,12 +18,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-import events
 from ctrlplane.api import EventCursorPagination
 from events.catalogue import catalogue
 from events.envelope import EventSource
 from events.models import EventRecord
 from events.serializers import event_output
+from events.services import event_publish_or_replay
 from webhooks import selectors
 from webhooks.api import serializers as s
 from webhooks.api.filters import DeliveryFilter, EventFilter
@@ -175,22 +175,43 @@ class EventViewSet(
     @extend_schema(
         summary="Publish an event",
         description=(
-            "Send an `Idempotency-Key` header to make retries safe: the same key returns the "
-            "same event."
+            "Send an `Idempotency-Key` header to make retries safe. The same key with the "
+            "same request answers with the event it made the first time, marked "
+            "`Idempotent-Replayed: true`, and publishes nothing; the same key with a "
+            "different request (type, instance_id, actor_id or data) is a 409. A key is "
+            "remembered for as long as its event is kept (`WEBHOOKS_RETENTION_DAYS`, 30 "
+            "days by default, after the event), and each tenant's keys are its own."
         ),
         request=s.EventPublishInput,
         parameters=[
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="1 to 255 characters, chosen by the client.",
+            ),
+            OpenApiParameter(
+                "Idempotent-Replayed",
+                str,
+                OpenApiParameter.HEADER,
+                enum=["true"],
+                response=[202],
+                description="Present when the Idempotency-Key replayed an earlier event.",
+            ),
         ],
         responses={
             202: s.EventOutput,
+            409: OpenApiResponse(
+                s.ErrorOutput, description="The Idempotency-Key was used for another request."
+            ),
             413: OpenApiResponse(s.ErrorOutput, description="Payload over the size limit."),
             **ERRORS,
         },
     )
     def create(self, request: Request) -> Response:
         data = _valid(s.EventPublishInput, request.data)
-        event = events.publish(
+        published = event_publish_or_replay(
             data["type"],
             tenant=tenant_of(request),
             instance_id=data.get("instance_id"),
@@ -199,7 +220,10 @@ class EventViewSet(
             idempotency_key=request.headers.get("Idempotency-Key"),
             source=EventSource.API,
         )
-        return Response(event_output(event.id), status=status.HTTP_202_ACCEPTED)
+        response = Response(event_output(published.event.id), status=status.HTTP_202_ACCEPTED)
+        if published.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
 
 @extend_schema_view(

@@ -5,7 +5,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from ctrlplane.errors import format_validation_error
+from ctrlplane.errors import ApplicationError, format_error
 from events.envelope import EventSource
 from events.serializers import event_output_json
 from events.services import event_publish
@@ -40,7 +40,7 @@ class Command(BaseCommand):
                 idempotency_key=options["idempotency_key"],
                 source=EventSource.CLI,
             )
-        except ValidationError as exc:
-            raise CommandError(format_validation_error(exc)) from None
+        except (ValidationError, ApplicationError) as exc:
+            raise CommandError(format_error(exc)) from None
         # Exactly what `POST /api/v1/events/` answers: one serializer, one renderer.
         self.stdout.write(event_output_json(event.id))
