@@ -26,7 +26,7 @@ def delivery_with_attempts(*, tenant: Tenant) -> QuerySet[Delivery]:
 
 
 def events_for_tenant(*, tenant: Tenant) -> QuerySet[EventRecord]:
-    return EventRecord.objects.filter(tenant=tenant)
+    return EventRecord.objects.filter(tenant=tenant).select_related("tenant")  # output: slug
 
 
 def event_delivery_summary(*, event: EventRecord) -> dict[str, object]:
