@@ -37,7 +37,9 @@ if SITE_URL and not _site_ok:
         f"SITE_URL must be an http(s) URL like https://ctrl.example.com, got {SITE_URL!r}"
     )
 # The port the web process binds (ctrlplane/process.py): loopback on it is this service.
-WEB_PORT = env_int("PORT", 8000)
+# WEB_PORT wins over PORT, as in process.py: under honcho (`dev.py run`) each process has a
+# PORT of its own, and the worker must guard the web process's port, not its own.
+WEB_PORT = env_int("WEB_PORT", env_int("PORT", 8000))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
