@@ -379,11 +379,16 @@ def _record_batch(outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
     results: list[AttemptOutcome] = []
     with transaction.atomic():
         ids = [o.job.delivery.pk for o in outcomes]
+        # Locked until commit, in ID order (so recorders cannot deadlock on each other):
+        # the sweeper (SKIP LOCKED) cannot take one back and hand it to another worker
+        # between this read and the write below, so the effects applied are those of
+        # rows this batch really writes. NO KEY: other attempts may still reference them.
         current = {
             pk: DeliveryState(status=status, attempts=attempts)
-            for pk, status, attempts in Delivery.objects.filter(pk__in=ids).values_list(
-                "id", "status", "attempts"
-            )
+            for pk, status, attempts in Delivery.objects.select_for_update(no_key=True)
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("id", "status", "attempts")
         }
         Attempt.objects.bulk_create([_attempt_row(o) for o in outcomes])
         changed: list[tuple[str, DeliveryState]] = []
@@ -445,13 +450,17 @@ def _transition_outcome(outcome: SendOutcome) -> Outcome:
 
 def _deliveries_write(changed: Sequence[tuple[str, DeliveryState]], *, now: datetime) -> None:
     """One UPDATE per distinct new state: a batch of successes is a single statement.
-    (bulk_update's CASE per row costs more CPU than the rest of recording together.)"""
+    (bulk_update's CASE per row costs more CPU than the rest of recording together.)
+
+    Each is guarded by the claim it records, status `sending` at the attempt the worker
+    claimed, so it can never land on a newer claim of the same delivery."""
     groups: dict[DeliveryState, list[str]] = defaultdict(list)
     for pk, state in changed:
-        # attempts is not written; leaving it out of the key keeps one group per state.
-        groups[replace(state, attempts=0)].append(pk)
+        groups[state].append(pk)
     for state, ids in groups.items():
-        Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING).update(
+        Delivery.objects.filter(
+            pk__in=ids, status=DeliveryStatus.SENDING, attempts=state.attempts
+        ).update(
             status=state.status,
             next_attempt_at=state.next_attempt_at,
             dispatched_at=state.dispatched_at,
