@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from ctrlplane.errors import Conflict
 from ctrlplane.tenants.models import Tenant
+from ctrlplane.timefmt import iso_utc
 from events.envelope import Event
 from events.models import EventRecord
 
@@ -58,4 +59,4 @@ def event_for_key(*, tenant: Tenant, key: str, fingerprint: str) -> Event | None
 
 
 def _when(created: datetime) -> str:
-    return "published " + created.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "published " + iso_utc(created)

@@ -136,6 +136,7 @@ def test_the_same_key_with_a_different_body_is_a_409(api, change):
         f"The idempotency key 'deploy-8812' was already used for a different request (event "
         f"{first['id']}, published "
     )
+    assert re.search(r"published \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z\)", detail)
     assert detail.endswith(
         "A retry must repeat the request exactly: the same type, instance_id, actor_id and "
         "data. Use a new key for a new event."
