@@ -118,3 +118,18 @@ def _fresh_cache() -> None:
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture
+def json_log(settings):
+    """What the project's console handler writes, as JSON lines, through its redaction
+    filter: the configured LOGGING with the handler's stream swapped for a buffer."""
+    import io
+    import logging.config
+
+    stream = io.StringIO()
+    console = {**settings.LOGGING["handlers"]["console"], "stream": stream, "formatter": "json"}
+    config = {**settings.LOGGING, "handlers": {"console": console}}
+    logging.config.dictConfig(config)
+    yield stream
+    logging.config.dictConfig(settings.LOGGING)

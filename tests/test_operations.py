@@ -207,48 +207,34 @@ def test_bus_drops_and_handler_errors_are_counted(client, db):
     assert metric(text, "ctrlplane_bus_dropped_total", '{type="test.boom"}') == drops_before + 1
 
 
-def test_logs_are_json_with_delivery_ids_and_never_a_secret(tenant, settings):
-    import io
+def test_logs_are_json_with_delivery_ids_and_never_a_secret(tenant, json_log):
     import json
     import logging
-    import logging.config
 
     from webhooks.services import webhook_secret_current
 
-    stream = io.StringIO()
-    config = {**settings.LOGGING}
-    config["handlers"] = {
-        "console": {
-            **settings.LOGGING["handlers"]["console"],
-            "stream": stream,
-            "formatter": "json",
-        }
-    }
-    logging.config.dictConfig(config)
-    try:
-        hook = webhook_create(tenant=tenant, url="https://a.example.com/")
-        secret = webhook_secret_current(webhook=hook)
-        logging.getLogger("test").warning("leaking %s in a message", secret)
-        from webhooks.attempts import SendJob, SendOutcome, deliveries_record_results
-        from webhooks.transport import DeliveryResult, OutgoingRequest
+    stream = json_log
+    hook = webhook_create(tenant=tenant, url="https://a.example.com/")
+    secret = webhook_secret_current(webhook=hook)
+    logging.getLogger("test").warning("leaking %s in a message", secret)
+    from webhooks.attempts import SendJob, SendOutcome, deliveries_record_results
+    from webhooks.transport import DeliveryResult, OutgoingRequest
 
-        events.publish("deploy.started", tenant=tenant)
-        delivery = Delivery.objects.select_related("event", "webhook", "tenant").get()
-        Delivery.objects.filter(pk=delivery.pk).update(status="sending", attempts=1)
-        delivery.refresh_from_db()
-        request = OutgoingRequest(url=hook.url, body=b"{}", headers={"webhook-signature": "v1,x"})
-        deliveries_record_results(
-            outcomes=[
-                SendOutcome(
-                    job=SendJob(delivery=delivery, secrets=(secret,)),
-                    request=request,
-                    result=DeliveryResult(status_code=200, duration_ms=5),
-                    started_at=delivery.created,
-                )
-            ]
-        )
-    finally:
-        logging.config.dictConfig(settings.LOGGING)
+    events.publish("deploy.started", tenant=tenant)
+    delivery = Delivery.objects.select_related("event", "webhook", "tenant").get()
+    Delivery.objects.filter(pk=delivery.pk).update(status="sending", attempts=1)
+    delivery.refresh_from_db()
+    request = OutgoingRequest(url=hook.url, body=b"{}", headers={"webhook-signature": "v1,x"})
+    deliveries_record_results(
+        outcomes=[
+            SendOutcome(
+                job=SendJob(delivery=delivery, secrets=(secret,)),
+                request=request,
+                result=DeliveryResult(status_code=200, duration_ms=5),
+                started_at=delivery.created,
+            )
+        ]
+    )
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     assert secret not in stream.getvalue()
     assert any("whsec_[redacted]" in line["message"] for line in lines)
