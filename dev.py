@@ -1,21 +1,26 @@
 #!/usr/bin/env python3
 """Run or test ctrlplane from a fresh checkout with nothing but Python 3.11+.
 
-    python3 dev.py run            # make a venv, migrate, start web + worker + beat
+    python3 dev.py run [--port N] # make a venv, migrate, start web + worker + beat
     python3 dev.py test [ARGS]    # make a venv with the test tools, run pytest
     python3 dev.py manage ARGS    # run manage.py in the venv, with the local keys
 
 All install into `.venv/` and reinstall only when pyproject.toml changes. All pass the
 local keys from var/local-keys.env (made on first use) unless the environment sets them.
+`run` serves on http://127.0.0.1:8000; --port N picks another port (without it, the
+WEB_PORT or PORT environment variable, in that order, if set).
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
+import errno
 import hashlib
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import venv
@@ -30,6 +35,7 @@ VAR = Path(os.environ.get("CTRLPLANE_VAR_DIR", str(ROOT / "var")))
 LOCAL_KEYS = "local-keys.env"
 # The public fallback of ctrlplane/settings.py (tests/test_dev.py keeps the two equal).
 INSECURE_DEFAULT_SECRET_KEY = "insecure-local-development-key-change-me"  # noqa: S105
+DEFAULT_WEB_PORT = 8000
 
 
 def ensure_venv(extra: str) -> None:
@@ -38,21 +44,29 @@ def ensure_venv(extra: str) -> None:
     if not PYTHON.exists():
         print(f"Creating virtual environment in {VENV} …", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
-    spec = f".[{extra}]" if extra else "."
-    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + spec.encode()).hexdigest()
-    stamp = VENV / f".installed-{extra or 'base'}"
-    if stamp.exists() and stamp.read_text() == digest:
+    if installed(VENV, extra):
         return
-    if not extra:  # an environment with the dev extra holds everything `run` needs
-        dev_stamp = VENV / ".installed-dev"
-        dev_digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + b".[dev]").hexdigest()
-        if dev_stamp.exists() and dev_stamp.read_text() == dev_digest:
-            return
+    spec = f".[{extra}]" if extra else "."
     print(f"Installing {spec} …", flush=True)
     pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-e", spec], check=True, cwd=ROOT)
-    stamp.write_text(digest)
+    (VENV / f".installed-{extra or 'base'}").write_text(_install_digest(extra))
+
+
+def installed(venv: Path, extra: str) -> bool:
+    """Whether `venv` holds this pyproject.toml installed with `extra` ("" for none). An
+    environment with the dev extra holds everything the others need."""
+    for candidate in [extra] if extra else ["", "dev"]:
+        stamp = venv / f".installed-{candidate or 'base'}"
+        if stamp.exists() and stamp.read_text() == _install_digest(candidate):
+            return True
+    return False
+
+
+def _install_digest(extra: str) -> str:
+    spec = f".[{extra}]" if extra else "."
+    return hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + spec.encode()).hexdigest()
 
 
 def legacy_encryption_key(secret_key: str) -> str:
@@ -119,8 +133,12 @@ def venv_env() -> dict[str, str]:
     return env
 
 
-def run_env() -> dict[str, str]:
+def run_env(port: int | None = None) -> dict[str, str]:
     env = venv_env()
+    # Every process learns the web port from WEB_PORT, which wins over PORT: honcho gives
+    # each process a PORT of its own (5000, 5100, 5200), so the web process would bind
+    # 5000 and the worker's loop protection (webhooks.targets.OwnHosts) would guard 5100.
+    env["WEB_PORT"] = str(port if port is not None else web_port(env))
     # Locally, receivers usually listen on this machine; production keeps loopback blocked.
     env.setdefault("WEBHOOKS_ALLOWED_NETWORKS", "loopback")
     # Production trusts no address range for /metrics unless told; here, this machine.
@@ -133,15 +151,93 @@ def manage(*args: str) -> None:
     subprocess.run([str(PYTHON), "manage.py", *args], check=True, cwd=ROOT, env=venv_env())
 
 
-def run() -> int:
+class UsageError(Exception):
+    """A bad argument or variable, reported as one line on stderr."""
+
+
+def web_port(environ: Mapping[str, str]) -> int:
+    """The web port when --port is not given: WEB_PORT, else PORT, else 8000, the order in
+    which ctrlplane/process.py and settings.WEB_PORT read them."""
+    for name in ("WEB_PORT", "PORT"):
+        if environ.get(name):
+            return _port_number(environ[name], name)
+    return DEFAULT_WEB_PORT
+
+
+def _port_number(text: str, name: str = "--port") -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{name} must be a port number (1-65535), got {text!r}")
+    return port
+
+
+def run_arguments(args: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python3 dev.py run",
+        description="Migrate, collect static files and start web, worker and beat.",
+    )
+    parser.add_argument(
+        "--port",
+        type=_port_number,
+        metavar="N",
+        help=f"web port (default: WEB_PORT, else PORT, else {DEFAULT_WEB_PORT})",
+    )
+    return parser.parse_args(args)
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Why the web process could not listen on host:port, or None when it can. Asked
+    before anything starts: gunicorn alone would retry for seconds, then honcho would stop
+    worker and beat, and the reason would scroll past among their start-up lines."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # As gunicorn does: connections of an earlier run in TIME_WAIT do not count.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} is already in use on {host} (another `dev.py run`, or "
+                    f"another server). Stop it, or pick another port: python3 dev.py run --port N"
+                )
+            return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return None
+
+
+def display_url(host: str, port: int) -> str:
+    if host in ("", "0.0.0.0"):  # noqa: S104 - every interface: this machine is one
+        host = "127.0.0.1"
+    elif host.strip("[]") == "::":
+        host = "::1"
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def run(args: list[str]) -> int:
+    options = run_arguments(args)
+    port = options.port if options.port is not None else web_port(os.environ)
+    host = os.environ.get("WEB_HOST") or "127.0.0.1"
+    problem = bind_problem(host, port)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     ensure_venv("")
     manage("migrate", "--noinput")
     manage("collectstatic", "--noinput", "-v0")
-    print("Starting web (http://127.0.0.1:8000), worker and beat. Ctrl-C stops all three.")
+    env = run_env(port)
+    print(
+        f"Starting web ({display_url(host, port)}), worker and beat. Ctrl-C stops all three.",
+        flush=True,  # execve below drops whatever is still buffered (stdout is a pipe)
+    )
     honcho = [str(BIN / "honcho"), "start", "-f", str(ROOT / "Procfile")]
     os.chdir(ROOT)
     # Become honcho, so signals (Ctrl-C, a supervisor's SIGTERM) reach it and its children.
-    os.execve(honcho[0], honcho, run_env())  # noqa: S606
+    os.execve(honcho[0], honcho, env)  # noqa: S606
 
 
 def test(args: list[str]) -> int:
@@ -163,8 +259,11 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         if command == "run":
-            return run()
+            return run(args)
         return test(args) if command == "test" else manage_command(args)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except subprocess.CalledProcessError as exc:
         print(f"error: {' '.join(map(str, exc.cmd))} exited with {exc.returncode}", file=sys.stderr)
         return exc.returncode or 1

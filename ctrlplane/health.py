@@ -5,6 +5,8 @@ import logging
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 
+from ctrlplane.timefmt import iso_utc
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,7 +45,10 @@ def _processes() -> dict[str, dict[str, object]] | None:
         logger.warning("readiness: could not read heartbeats", exc_info=True)
         return None
     return {
-        str(role): {"alive": status.alive, "last_seen": status.last_seen}
+        str(role): {
+            "alive": status.alive,
+            "last_seen": iso_utc(status.last_seen) if status.last_seen else None,
+        }
         for role, status in statuses.items()
     }
 

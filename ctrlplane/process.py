@@ -14,7 +14,11 @@ def command(role: str, env: dict[str, str]) -> list[str]:
     python = sys.executable
     level = env.get("LOG_LEVEL", "INFO")
     if role == "web":
-        bind = f"{env.get('WEB_HOST', '127.0.0.1')}:{env.get('PORT', '8000')}"
+        # WEB_PORT wins over PORT: platforms (the Docker image, Procfile hosts) set PORT,
+        # but honcho gives every process a PORT of its own, so `dev.py run` sets WEB_PORT
+        # for all of them. settings.WEB_PORT reads the two in the same order.
+        port = env.get("WEB_PORT") or env.get("PORT") or "8000"
+        bind = f"{env.get('WEB_HOST', '127.0.0.1')}:{port}"
         return [
             python, "-m", "gunicorn", "ctrlplane.wsgi", "--bind", bind,
             "--workers", env.get("WEB_CONCURRENCY", "2"), "--access-logfile", "-",

@@ -37,7 +37,9 @@ if SITE_URL and not _site_ok:
         f"SITE_URL must be an http(s) URL like https://ctrl.example.com, got {SITE_URL!r}"
     )
 # The port the web process binds (ctrlplane/process.py): loopback on it is this service.
-WEB_PORT = env_int("PORT", 8000)
+# WEB_PORT wins over PORT, as in process.py: under honcho (`dev.py run`) each process has a
+# PORT of its own, and the worker must guard the web process's port, not its own.
+WEB_PORT = env_int("WEB_PORT", env_int("PORT", 8000))
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -185,7 +187,7 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 EVENTS_MAX_PAYLOAD_BYTES = env_int("EVENTS_MAX_PAYLOAD_BYTES", 256 * 1024)
 
-# --- Webhooks (defaults and meaning: webhooks/conf.py, docs/configuration.md) ----
+# --- Webhooks (the defaults live here alone; meaning: webhooks/conf.py, docs) -----
 _DEFAULT_SCHEDULE = ["0", "5", "300", "1800", "7200", "18000", "36000", "36000"]
 WEBHOOKS_RETRY_SCHEDULE = [float(s) for s in env_list("WEBHOOKS_RETRY_SCHEDULE", _DEFAULT_SCHEDULE)]
 WEBHOOKS_RETRY_JITTER = env_float("WEBHOOKS_RETRY_JITTER", 0.2)

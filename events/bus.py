@@ -1,8 +1,15 @@
 """An in-process publish/subscribe bus. Pure Python: no Django import here.
 
-Publishing is synchronous: handlers run on the publisher's thread in subscription order,
-so a handler can join the publisher's database transaction. Consumers on other threads
-use bounded queue subscriptions, which never block the publisher.
+Publishing is synchronous: handlers run on the publisher's thread. Consumers on other
+threads use bounded queue subscriptions, which never block the publisher.
+
+The order of delivery, whatever the bus's state (see `InMemoryBus`):
+
+1. transactional subscribers (`subscribe(..., transactional=True)`), in subscription
+   order, inside `publish()`: never buffered and never replayed, so a handler that writes
+   to a database joins the publisher's transaction and commits or rolls back with it;
+2. the other subscribers, in subscription order: inside `publish()` while the bus runs,
+   otherwise from the buffer when it is started again.
 """
 
 from __future__ import annotations
@@ -85,10 +92,18 @@ class BusObserver(Protocol):
 class Subscription:
     """A handler subscribed to some event types. `unsubscribe()` is idempotent."""
 
-    def __init__(self, bus: InMemoryBus, handler: Handler, types: Sequence[str]) -> None:
+    def __init__(
+        self,
+        bus: InMemoryBus,
+        handler: Handler,
+        types: Sequence[str],
+        *,
+        transactional: bool = False,
+    ) -> None:
         self._bus = bus
         self.handler = handler
         self.filter = TypeFilter(types)
+        self.transactional = transactional
         self.active = True
 
     def unsubscribe(self) -> None:
@@ -175,7 +190,9 @@ class SubscriptionQueue(Subscription):
 class Bus(Protocol):
     def publish(self, event: Event) -> int: ...
 
-    def subscribe(self, handler: Handler, *types_or_patterns: str) -> Subscription: ...
+    def subscribe(
+        self, handler: Handler, *types_or_patterns: str, transactional: bool = False
+    ) -> Subscription: ...
 
     def close(self) -> None: ...
 
@@ -214,7 +231,9 @@ class InMemoryBus:
 
     A new bus buffers what is published until `start()`, then replays the buffer in order.
     `pause()` returns it to buffering. The buffer is bounded; events beyond the bound are
-    dropped, counted and logged.
+    dropped, counted and logged. Buffering applies to ordinary subscribers only:
+    transactional ones get every event inside `publish()`, before the others, whether the
+    bus runs, was paused or was never started.
     """
 
     def __init__(
@@ -232,8 +251,11 @@ class InMemoryBus:
         self.observer = observer
         self._lock = threading.RLock()
         self._start_lock = threading.Lock()
-        # Copy-on-write: publishers read the tuple without taking the lock.
+        # Copy-on-write: publishers read the tuples without taking the lock.
+        # `_subscriptions` is the delivery order: the transactional ones, then the others.
         self._subscriptions: tuple[Subscription, ...] = ()
+        self._transactional: tuple[Subscription, ...] = ()
+        self._buffered: tuple[Subscription, ...] = ()
         self._buffer: collections.deque[Event] = collections.deque()
         self._running = False
         self._closed = False
@@ -251,6 +273,11 @@ class InMemoryBus:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """The active subscriptions in delivery order: transactional ones first."""
+        return self._subscriptions
+
     def start(self) -> None:
         """Replay buffered events in order, then deliver new ones directly. Idempotent."""
         with self._start_lock:
@@ -264,9 +291,10 @@ class InMemoryBus:
                     batch = list(self._buffer)
                     self._buffer.clear()
                 # Publishes that race with the replay land in the buffer and are taken by
-                # the next turn of this loop, so order is kept.
+                # the next turn of this loop, so order is kept. Transactional subscribers
+                # had these events when they were published.
                 for event in batch:
-                    self._dispatch(event, raise_errors=False)
+                    self._dispatch(event, self._buffered, published=False)
 
     def pause(self) -> None:
         """Buffer events again until the next `start()`. Idempotent."""
@@ -281,6 +309,7 @@ class InMemoryBus:
             self._closed = True
             self._running = False
             subscriptions, self._subscriptions = self._subscriptions, ()
+            self._transactional = self._buffered = ()
             dropped = len(self._buffer)
             self._buffer.clear()
             pending = list(self._pending.values())
@@ -296,9 +325,18 @@ class InMemoryBus:
                 request.cond.notify_all()
 
     # -- subscribing -----------------------------------------------------------------
-    def subscribe(self, handler: Handler, *types_or_patterns: str) -> Subscription:
-        """Call `handler` for events of these types or globs; none means every event."""
-        return self._add(Subscription(self, handler, types_or_patterns))
+    def subscribe(
+        self, handler: Handler, *types_or_patterns: str, transactional: bool = False
+    ) -> Subscription:
+        """Call `handler` for events of these types or globs; none means every event.
+
+        A `transactional` handler is called inside every `publish()`, on the publisher's
+        thread, before the ordinary handlers and even while the bus buffers: use it for a
+        handler that must run within the publisher's transaction. It never sees an event
+        replayed from the buffer (one published before it subscribed included).
+        """
+        sub = Subscription(self, handler, types_or_patterns, transactional=transactional)
+        return self._add(sub)
 
     def subscribe_queue(self, maxsize: int, *types_or_patterns: str) -> SubscriptionQueue:
         sub = SubscriptionQueue(self, maxsize, types_or_patterns)
@@ -309,29 +347,54 @@ class InMemoryBus:
         with self._lock:
             if self._closed:
                 raise BusClosed("cannot subscribe to a closed bus")
-            self._subscriptions = (*self._subscriptions, sub)
+            if sub.transactional:
+                self._transactional = (*self._transactional, sub)
+            else:
+                self._buffered = (*self._buffered, sub)
+            self._subscriptions = self._transactional + self._buffered
         return sub
 
     def _remove(self, sub: Subscription) -> None:
         with self._lock:
-            self._subscriptions = tuple(s for s in self._subscriptions if s is not sub)
+            self._transactional = tuple(s for s in self._transactional if s is not sub)
+            self._buffered = tuple(s for s in self._buffered if s is not sub)
+            self._subscriptions = self._transactional + self._buffered
 
     # -- publishing ------------------------------------------------------------------
     def publish(self, event: Event, *, raise_errors: bool | None = None) -> int:
-        """Deliver `event`; returns how many subscribers received it (0 while buffering).
+        """Deliver `event`; returns how many subscribers received it now. While the bus
+        buffers, that is the transactional ones only (0 if it has none).
 
         A handler that raises does not stop the others. Its error is logged and counted;
         with `raise_errors` (default: the bus's `raise_handler_errors`) the errors are
-        raised together as `HandlerErrors` after every handler has run.
+        raised together as `HandlerErrors` after every handler called now has run.
         """
         with self._lock:
             if self._closed:
                 raise BusClosed("cannot publish on a closed bus")
-            if not self._running:
-                self._buffer_event(event)
-                return 0
+            running = self._running
         raise_ = self.raise_handler_errors if raise_errors is None else raise_errors
-        return self._dispatch(event, raise_errors=raise_)
+        if running:
+            delivered, errors = self._dispatch(event, self._subscriptions, published=True)
+        else:
+            delivered, errors = self._publish_idle(event)
+        if errors and raise_:
+            raise HandlerErrors(f"{len(errors)} handler(s) failed for event {event.id}", errors)
+        return delivered
+
+    def _publish_idle(self, event: Event) -> tuple[int, list[Exception]]:
+        """Publish while not running: transactional subscribers now, the others later."""
+        delivered, errors = self._dispatch(event, self._transactional, published=True)
+        with self._lock:
+            # Looked at again: had the bus started meanwhile, its replay would be over and
+            # an event buffered now would wait for the next start.
+            buffer = not self._running and not self._closed
+            if buffer:
+                self._buffer_event(event)
+        if not buffer:
+            more_delivered, more_errors = self._dispatch(event, self._buffered, published=False)
+            delivered, errors = delivered + more_delivered, errors + more_errors
+        return delivered, errors
 
     def _buffer_event(self, event: Event) -> None:
         stats = self._type_stats(event.type)
@@ -351,10 +414,13 @@ class InMemoryBus:
                 total,
             )
 
-    def _dispatch(self, event: Event, *, raise_errors: bool) -> int:
+    def _dispatch(
+        self, event: Event, subscriptions: tuple[Subscription, ...], *, published: bool
+    ) -> tuple[int, list[Exception]]:
+        """Hand `event` to `subscriptions` in order and count it: (delivered, errors)."""
         delivered = dropped = 0
         errors: list[Exception] = []
-        for sub in self._subscriptions:
+        for sub in subscriptions:
             if not sub.active or not sub.filter.matches(event.type):
                 continue
             try:
@@ -369,7 +435,7 @@ class InMemoryBus:
                 )
         with self._lock:
             stats = self._type_stats(event.type)
-            stats.published += 1
+            stats.published += published
             stats.delivered += delivered
             stats.dropped += dropped
             stats.handler_errors += len(errors)
@@ -378,9 +444,7 @@ class InMemoryBus:
                 self.observer.dropped(event.type)
             for _ in errors:
                 self.observer.handler_failed(event.type)
-        if errors and raise_errors:
-            raise HandlerErrors(f"{len(errors)} handler(s) failed for event {event.id}", errors)
-        return delivered
+        return delivered, errors
 
     def _type_stats(self, event_type: str) -> TypeStats:
         stats = self._stats.get(event_type)

@@ -21,9 +21,12 @@ class InvalidEvent(ValueError):
 
 
 class EventSource(StrEnum):
-    SYSTEM = "system"
-    API = "api"
-    ADMIN = "admin"
+    """Where an event was published from."""
+
+    SYSTEM = "system"  # Python code: events.publish, model hooks, the service's own notices
+    API = "api"  # the REST API
+    CLI = "cli"  # manage.py publish_event
+    ADMIN = "admin"  # an operator in the admin (send a test event)
 
 
 def new_event_id() -> str:
@@ -96,7 +99,7 @@ class Event:
             "instance_id": self.instance_id,
             "actor_id": self.actor_id,
             "payload": dict(self.payload),
-            "timestamp": self.timestamp.isoformat(),
+            "timestamp": self.timestamp.isoformat().replace("+00:00", "Z"),  # always UTC
             "source": self.source,
             "metadata": dict(self.metadata),
         }

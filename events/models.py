@@ -17,10 +17,14 @@ class EventRecord(models.Model):
     source = models.CharField(
         max_length=20, choices=[(s.value, s.value) for s in EventSource], default=EventSource.SYSTEM
     )
-    payload = models.JSONField(default=dict)
+    # Shown as `data`, the name the API and webhook bodies use; the column keeps its name.
+    payload = models.JSONField(default=dict, verbose_name="data")
     metadata = models.JSONField(default=dict)
     timestamp = models.DateTimeField()
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    # SHA-256 of the request that made the event (events.idempotency), to refuse the key's
+    # reuse for a different one. Empty for events recorded before it was kept.
+    idempotency_fingerprint = models.CharField(max_length=64, null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

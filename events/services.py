@@ -3,6 +3,7 @@
 import json
 from collections.abc import Mapping
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -11,12 +12,14 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from ctrlplane.errors import PayloadTooLarge
 from ctrlplane.metrics import EVENTS_PUBLISHED
 from ctrlplane.tenants.models import Tenant
 from ctrlplane.tenants.services import tenant_resolve
 from events.catalogue import InvalidPayload, UnknownEventType, catalogue
 from events.conf import max_payload_bytes
 from events.envelope import Event, EventSource, InvalidEvent
+from events.idempotency import event_for_key, request_fingerprint
 from events.models import EventRecord
 from events.runtime import get_bus
 
@@ -26,8 +29,10 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 _being_published: ContextVar[str | None] = ContextVar("events_being_published", default=None)
 
 
-class PayloadTooLarge(ValidationError):
-    """The payload exceeds EVENTS_MAX_PAYLOAD_BYTES (the API answers 413)."""
+@dataclass(frozen=True)
+class Published:
+    event: Event
+    replayed: bool  # True: an idempotency key gave back the event it made before
 
 
 def event_publish(
@@ -46,11 +51,40 @@ def event_publish(
 
     The event is recorded and handed to the bus inside the caller's transaction, so bus
     subscribers that write (webhook fan-out) commit or roll back with the caller.
-    The same `idempotency_key` for the same tenant returns the first event and publishes
-    nothing new. Raises `ValidationError` with field messages on bad input, including a
-    type the catalogue marks `service_only`: the API, the command line and control-plane
-    code all come through here, and none of them may speak as the service.
+    The same `idempotency_key` for the same tenant and the same request returns the first
+    event and publishes nothing new; with a different request it raises
+    `IdempotencyKeyReused` (a `Conflict`). Raises `ValidationError` with field messages on
+    bad input, including a type the catalogue marks `service_only`: the API, the command
+    line and control-plane code all come through here, and none of them may speak as the
+    service.
     """
+    return event_publish_or_replay(
+        event_type,
+        tenant=tenant,
+        instance_id=instance_id,
+        actor_id=actor_id,
+        data=data,
+        idempotency_key=idempotency_key,
+        source=source,
+        metadata=metadata,
+        timestamp=timestamp,
+    ).event
+
+
+def event_publish_or_replay(
+    event_type: str,
+    *,
+    tenant: Tenant | str | int,
+    instance_id: str | None = None,
+    actor_id: str | None = None,
+    data: Mapping[str, Any] | None = None,
+    idempotency_key: str | None = None,
+    source: str = EventSource.SYSTEM,
+    metadata: Mapping[str, str] | None = None,
+    timestamp: datetime | None = None,
+) -> Published:
+    """`event_publish`, telling also whether the idempotency key replayed an earlier event
+    (the API marks such answers with `Idempotent-Replayed: true`)."""
     return _publish(
         event_type,
         tenant=tenant,
@@ -91,7 +125,7 @@ def service_notice_publish(
         metadata=metadata,
         timestamp=None,
         service_notice=True,
-    )
+    ).event
 
 
 def _publish(
@@ -106,7 +140,7 @@ def _publish(
     metadata: Mapping[str, str] | None,
     timestamp: datetime | None,
     service_notice: bool,
-) -> Event:
+) -> Published:
     tenant_obj = tenant_resolve(tenant=tenant)
     event = _build_event(
         event_type,
@@ -125,9 +159,10 @@ def _publish(
             raise ValidationError(
                 {"idempotency_key": f"Must be 1 to {MAX_IDEMPOTENCY_KEY_LENGTH} characters."}
             )
-        existing = _event_for_key(tenant=tenant_obj, key=idempotency_key)
+        fingerprint = request_fingerprint(event, timestamp_given=timestamp is not None)
+        existing = event_for_key(tenant=tenant_obj, key=idempotency_key, fingerprint=fingerprint)
         if existing is not None:
-            return existing
+            return Published(existing, replayed=True)
     # No savepoint inside the caller's transaction: a failure here fails the caller's
     # transaction anyway, and each savepoint costs two round trips on the hot path.
     with transaction.atomic(savepoint=False):
@@ -136,20 +171,30 @@ def _publish(
         else:
             try:
                 with transaction.atomic():  # a savepoint, so a lost race can be recovered
-                    _record(event, payload, tenant=tenant_obj, idempotency_key=idempotency_key)
+                    _record(
+                        event,
+                        payload,
+                        tenant=tenant_obj,
+                        idempotency_key=idempotency_key,
+                        fingerprint=fingerprint,
+                    )
             except IntegrityError:
                 # Lost a race with a concurrent publish of the same key: theirs is the event.
-                existing = _event_for_key(tenant=tenant_obj, key=idempotency_key)
+                existing = event_for_key(
+                    tenant=tenant_obj, key=idempotency_key, fingerprint=fingerprint
+                )
                 if existing is None:
                     raise
-                return existing
+                return Published(existing, replayed=True)
         token = _being_published.set(event.id)
         try:
+            # Transactional subscribers (the webhook fan-out) run here, inside this
+            # transaction, even on a paused or unstarted bus: it buffers for the others only.
             get_bus().publish(event, raise_errors=True)
         finally:
             _being_published.reset(token)
         transaction.on_commit(partial(EVENTS_PUBLISHED.labels(event.type).inc))
-    return event
+    return Published(event, replayed=False)
 
 
 def _build_event(
@@ -230,12 +275,18 @@ _RECORD_COLUMNS = (
     "metadata",
     "timestamp",
     "idempotency_key",
+    "idempotency_fingerprint",
     "created",
 )
 
 
 def _record(
-    event: Event, payload_json: str, *, tenant: Tenant, idempotency_key: str | None
+    event: Event,
+    payload_json: str,
+    *,
+    tenant: Tenant,
+    idempotency_key: str | None,
+    fingerprint: str | None = None,
 ) -> None:
     """INSERT the event log row. Plain SQL: on the hot path of every publish, the ORM's
     model save cost twice the round trip; the payload is already checked JSON."""
@@ -252,6 +303,7 @@ def _record(
         json.dumps(event.metadata, separators=(",", ":")),
         ops.adapt_datetimefield_value(event.timestamp),
         idempotency_key,
+        fingerprint,
         now,
     )
     table = ops.quote_name(EventRecord._meta.db_table)
@@ -259,15 +311,6 @@ def _record(
     placeholders = ", ".join(["%s"] * len(values))
     with connection.cursor() as cursor:
         cursor.execute(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", values)  # noqa: S608 - placeholders only
-
-
-def _event_for_key(*, tenant: Tenant, key: str) -> Event | None:
-    record = (
-        EventRecord.objects.select_related("tenant")
-        .filter(tenant=tenant, idempotency_key=key)
-        .first()
-    )
-    return None if record is None else record.to_envelope()
 
 
 def event_recorded(event_id: str) -> bool:

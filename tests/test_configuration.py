@@ -2,6 +2,7 @@
 documented variable is read, and each documented default is the code's default."""
 
 import ast
+import json
 import os
 import re
 import shlex
@@ -98,6 +99,83 @@ def test_computed_defaults_are_checked_against_settings(settings):
     ].strip("`")
     assert documented()["WEBHOOKS_DISABLE_AFTER"] == f"`{5 * 24 * 3600}`"
     assert documented()["EVENTS_MAX_PAYLOAD_BYTES"] == f"`{256 * 1024}`"
+
+
+# --- One home for each default --------------------------------------------------------
+# settings.py reads every variable from the environment with its default; the apps' conf
+# modules read the settings and restate no default, so the two cannot drift apart.
+
+CONF_MODULES = ("webhooks/conf.py", "events/conf.py")
+
+
+def conf_reads() -> dict[str, set[str]]:
+    """Reader function -> the settings it reads, for each conf module's top-level readers."""
+    reads: dict[str, set[str]] = {}
+    for path in CONF_MODULES:
+        module = ast.parse((ROOT / path).read_text())
+        for func in module.body:
+            if not isinstance(func, ast.FunctionDef) or func.name.startswith("_"):
+                continue
+            names = set()
+            for node in ast.walk(func):
+                if isinstance(node, ast.Attribute) and ast.unparse(node.value) == "settings":
+                    names.add(node.attr)
+                if isinstance(node, ast.Call) and ast.unparse(node.func) == "_get":
+                    assert isinstance(node.args[0], ast.Constant)
+                    assert isinstance(node.args[0].value, str)
+                    names.add(node.args[0].value)
+            if names:
+                reads[f"{path[:-3].replace('/', '.')}.{func.name}"] = names
+    return reads
+
+
+def test_the_apps_conf_modules_restate_no_default():
+    for path in CONF_MODULES:
+        module = ast.parse((ROOT / path).read_text())
+        for node in ast.walk(module):
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "_get":
+                assert len(node.args) == 1, f"{path}: {ast.unparse(node)} restates a default"
+            if isinstance(node, ast.Call) and ast.unparse(node.func) == "getattr":
+                assert ast.unparse(node.args[0]) != "settings" or len(node.args) == 2, (
+                    f"{path}: {ast.unparse(node)} restates a default"
+                )
+            if isinstance(node, ast.Assign):
+                targets = [ast.unparse(t) for t in node.targets]
+                assert not any(t.startswith("DEFAULT") for t in targets), f"{path}: {targets}"
+
+
+def test_every_setting_the_apps_read_has_its_default_in_settings_and_the_docs():
+    read = set().union(*conf_reads().values())
+    assert {n for n in read if n.startswith(("WEBHOOKS_", "EVENTS_"))} == read
+    assert sorted(read - set(read_in_code())) == []
+    assert sorted(read - set(documented())) == []
+
+
+def test_with_nothing_in_the_environment_the_apps_see_the_documented_defaults(tmp_path):
+    readers = conf_reads()
+    names = sorted(set().union(*readers.values()))
+    code = (
+        "import json, django; django.setup()\n"
+        "from importlib import import_module\n"
+        "from django.conf import settings\n"
+        f"for reader in {sorted(readers)!r}:\n"
+        "    module, _, name = reader.rpartition('.')\n"
+        "    getattr(import_module(module), name)()\n"  # every reader works on the defaults
+        f"print(json.dumps({{n: getattr(settings, n) for n in {names!r}}}))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG")}
+    env.update(DJANGO_SETTINGS_MODULE="ctrlplane.settings", CTRLPLANE_VAR_DIR=str(tmp_path))
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    values = json.loads(done.stdout)
+    docs = documented()
+    expected = {n: docs[n] for n in names}
+    seen = {
+        n: "(empty)" if isinstance(v, list | str) and not v else f"`{canonical(v)}`"
+        for n, v in values.items()
+    }
+    assert seen == expected
 
 
 # --- The documented production environment --------------------------------------------

@@ -1,8 +1,10 @@
 """dev.py's local keys: made once under var/, private, reused, overridden by the user,
-and an install from before them keeps its secrets."""
+and an install from before them keeps its secrets. `run`'s web port: picked once, told to
+every process, checked before anything starts."""
 
 import io
 import os
+import socket
 import stat
 from datetime import timedelta
 
@@ -127,3 +129,56 @@ def test_an_install_from_before_local_keys_keeps_its_secrets(var, tenant, settin
 def test_an_install_on_a_configured_database_keeps_its_secrets_too(var):
     keys = dev.local_keys(var, {"DATABASE_URL": "postgres://localhost/x", "SECRET_KEY": "old"})
     assert keys["WEBHOOKS_ENCRYPTION_KEYS"].split(",")[1:] == [dev.legacy_encryption_key("old")]
+
+
+# --- `run`'s web port -------------------------------------------------------------------
+
+
+def test_the_web_port_is_the_flag_then_web_port_then_port_then_8000():
+    assert dev.web_port({}) == 8000
+    assert dev.web_port({"PORT": "5000"}) == 5000
+    assert dev.web_port({"PORT": "5000", "WEB_PORT": "8100"}) == 8100
+    assert dev.web_port({"PORT": "", "WEB_PORT": ""}) == 8000
+    assert dev.run_arguments(["--port", "8200"]).port == 8200
+    assert dev.run_arguments([]).port is None
+
+
+def test_every_process_of_run_is_told_the_web_port(var, monkeypatch):
+    # honcho overwrites PORT for each process (5000, 5100, ...); WEB_PORT it leaves alone.
+    monkeypatch.setenv("PORT", "5000")
+    monkeypatch.delenv("WEB_PORT", raising=False)
+    assert dev.run_env()["WEB_PORT"] == "5000"
+    assert dev.run_env(8123)["WEB_PORT"] == "8123"
+    monkeypatch.delenv("PORT")
+    assert dev.run_env()["WEB_PORT"] == "8000"
+
+
+@pytest.mark.parametrize("value", ["http", "0", "65536", "-1"])
+def test_a_port_that_is_not_a_port_is_refused_in_one_line(value, var, monkeypatch, capsys):
+    assert dev.main(["run", f"--port={value}"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --port must be a port number (1-65535), got {value!r}\n"
+    )
+    monkeypatch.setenv("WEB_PORT", value)
+    assert dev.main(["run"]) == 2
+    assert f"WEB_PORT must be a port number (1-65535), got {value!r}" in capsys.readouterr().err
+
+
+def test_run_on_a_taken_port_says_so_and_starts_nothing(var, monkeypatch, capsys):
+    monkeypatch.setattr(dev, "ensure_venv", lambda extra: pytest.fail("went on to install"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert dev.main(["run", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert f"port {port} is already in use on 127.0.0.1" in err
+    assert "python3 dev.py run --port N" in err
+    assert dev.bind_problem("127.0.0.1", port) is None  # free again once closed
+
+
+def test_the_printed_address_is_one_a_browser_can_open():
+    assert dev.display_url("127.0.0.1", 8000) == "http://127.0.0.1:8000"
+    assert dev.display_url("0.0.0.0", 8000) == "http://127.0.0.1:8000"  # noqa: S104
+    assert dev.display_url("::", 8000) == "http://[::1]:8000"
+    assert dev.display_url("::1", 9000) == "http://[::1]:9000"

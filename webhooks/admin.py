@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from events.catalogue import catalogue
+from events.envelope import EventSource
 from events.patterns import is_pattern
 from webhooks.header_secrets import REDACTED, RULE, is_sensitive
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
@@ -280,7 +281,7 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
     def send_test_event(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
         for webhook in queryset:
             try:
-                event = webhook_send_test(webhook=webhook)
+                event = webhook_send_test(webhook=webhook, source=EventSource.ADMIN)
                 self.message_user(request, f"Sent {event.id} to {webhook.url}.", messages.SUCCESS)
             except DeliveryNotRetryable as exc:
                 self.message_user(request, f"{webhook.url}: {exc}", messages.ERROR)

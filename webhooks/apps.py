@@ -15,5 +15,7 @@ class WebhooksConfig(AppConfig):
         from webhooks.metrics import delivery_gauges
 
         register_event_types()
-        get_bus().subscribe(deliveries_fan_out)
+        # Transactional: the fan-out writes delivery rows, so it runs inside the
+        # publisher's transaction even while the bus buffers (events/bus.py).
+        get_bus().subscribe(deliveries_fan_out, transactional=True)
         register_gauges(delivery_gauges)

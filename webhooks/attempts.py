@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.db import DataError, IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from ctrlplane.metrics import ATTEMPT_DURATION, DELIVERY_ATTEMPTS
@@ -29,14 +29,29 @@ from webhooks.models import (
     ErrorKind,
     Webhook,
 )
+from webhooks.notices import delivery_exhausted_notice
 from webhooks.retry_policy import RetryPolicy
 from webhooks.services import (
-    WEBHOOK_DISABLED,
     webhook_disable,
     webhooks_request_headers,
     webhooks_secrets_live,
 )
 from webhooks.storable import storable_headers, storable_text
+from webhooks.transitions import (
+    CountFailure,
+    CountSuccess,
+    DeliveryState,
+    DisableWebhook,
+    MarkWebhookFailing,
+    MarkWebhookSucceeded,
+    NotifyExhausted,
+    Outcome,
+    Policy,
+    RetryAt,
+    WindowState,
+    transition,
+    window_transition,
+)
 from webhooks.transport import (
     DeliveryResult,
     OutgoingRequest,
@@ -48,13 +63,6 @@ from webhooks.validation import network_policy
 
 logger = logging.getLogger(__name__)
 
-DELIVERY_EXHAUSTED = "delivery.exhausted"
-# Events about delivery itself never cause more of themselves, or one dead endpoint
-# subscribed to `*` would feed on its own failures forever.
-OPERATIONAL_TYPES = frozenset({DELIVERY_EXHAUSTED, WEBHOOK_DISABLED})
-# Retries due this soon go to the broker with a countdown; later ones wait in the
-# database for the sweeper, so no long ETA ever sits in the broker.
-MAX_COUNTDOWN_SECONDS = 60.0
 DUE_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.FAILED)
 UNDECRYPTABLE_MESSAGE = (
     "The webhook's signing secret could not be decrypted, so nothing was sent; "
@@ -73,6 +81,10 @@ def retry_policy() -> RetryPolicy:
         jitter=conf.retry_jitter(),
         retry_after_cap=conf.retry_after_cap(),
     )
+
+
+def transition_policy() -> Policy:
+    return Policy(retry=retry_policy(), disable_after=conf.disable_after())
 
 
 @dataclass(frozen=True)
@@ -360,99 +372,103 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _record_batch(outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
+    """Record a batch: each delivery's next state and effects come from
+    `transitions.transition`; this function only reads the rows and applies them."""
     now = timezone.now()
-    policy = retry_policy()
+    policy = transition_policy()
     results: list[AttemptOutcome] = []
     with transaction.atomic():
         ids = [o.job.delivery.pk for o in outcomes]
-        held = set(
-            Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING).values_list(
-                "id", "attempts"
-            )
-        )
+        # Locked until commit, in ID order (so recorders cannot deadlock on each other):
+        # the sweeper (SKIP LOCKED) cannot take one back and hand it to another worker
+        # between this read and the write below, so the effects applied are those of
+        # rows this batch really writes. NO KEY: other attempts may still reference them.
+        current = {
+            pk: DeliveryState(status=status, attempts=attempts)
+            for pk, status, attempts in Delivery.objects.select_for_update(no_key=True)
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("id", "status", "attempts")
+        }
         Attempt.objects.bulk_create([_attempt_row(o) for o in outcomes])
-        changed: list[Delivery] = []
+        changed: list[tuple[str, DeliveryState]] = []
         soon: dict[float, list[str]] = defaultdict(list)
         succeeded_hooks: set[str] = set()
         failed_hooks: set[str] = set()
-        gone: dict[str, Webhook] = {}
-        exhausted: list[tuple[Delivery, DeliveryResult]] = []
+        webhooks: dict[str, Webhook] = {}
+        gone: dict[str, str] = {}
+        exhausted: list[tuple[Delivery, NotifyExhausted]] = []
         for outcome in outcomes:
-            delivery, result = outcome.job.delivery, outcome.result
-            if (delivery.pk, delivery.attempts) not in held:
+            delivery = outcome.job.delivery
+            state = current.get(delivery.pk)
+            step = (
+                transition(state, _transition_outcome(outcome), policy=policy, now=now, rng=_rng)
+                if state is not None
+                else None
+            )
+            if step is None or step.stale:  # deleted, or no longer ours
                 results.append(_outcome(outcome, "superseded"))
                 continue
-            delivery.lease_expires_at = None
-            delivery.next_trigger = AttemptTrigger.SCHEDULED
-            delivery.last_status_code = result.status_code
-            delivery.last_error = result.error_message[:2000]
-            delivery.updated = now
-            delivery.next_attempt_at = None
-            delivery.dispatched_at = None
-            if result.ok:
-                delivery.status = DeliveryStatus.SUCCEEDED
-                delivery.delivered_at = now
-                succeeded_hooks.add(delivery.webhook_id)
-            elif result.status_code == 410:
-                delivery.status = DeliveryStatus.CANCELLED
-                delivery.last_error = "HTTP 410 Gone: the endpoint asked to stop; webhook disabled."
-                gone[delivery.webhook_id] = delivery.webhook
-            else:
-                failed_hooks.add(delivery.webhook_id)
-                delay = policy.next_delay(
-                    attempts_made=delivery.attempts,
-                    status_code=result.status_code,
-                    headers=result.headers,
-                    now=now,
-                    rng=_rng,
-                )
-                if delay is None:
-                    delivery.status = DeliveryStatus.EXHAUSTED
-                    if delivery.event_type not in OPERATIONAL_TYPES:
-                        exhausted.append((delivery, result))
-                else:
-                    delivery.status = DeliveryStatus.FAILED
-                    delivery.next_attempt_at = now + delay
-                    if delay.total_seconds() <= MAX_COUNTDOWN_SECONDS:
-                        delivery.dispatched_at = now
-                        soon[round(delay.total_seconds(), 1)].append(delivery.pk)
-            changed.append(delivery)
-            results.append(_outcome(outcome, delivery.status))
+            webhooks[delivery.webhook_id] = delivery.webhook
+            for effect in step.effects:
+                match effect:
+                    case CountSuccess():
+                        succeeded_hooks.add(delivery.webhook_id)
+                    case CountFailure():
+                        failed_hooks.add(delivery.webhook_id)
+                    case DisableWebhook(reason=reason):
+                        gone.setdefault(delivery.webhook_id, reason)
+                    case NotifyExhausted():
+                        exhausted.append((delivery, effect))
+                    case RetryAt(countdown=countdown) if countdown is not None:
+                        soon[countdown].append(delivery.pk)
+            changed.append((delivery.pk, step.next_state))
+            results.append(_outcome(outcome, step.next_state.status))
         _deliveries_write(changed, now=now)
-        _update_webhooks(succeeded_hooks, failed_hooks - succeeded_hooks, now)
-        for webhook in gone.values():
-            webhook_disable(webhook=webhook, reason="The endpoint answered 410 Gone.")
-        for delivery, result in exhausted:
-            emit_exhausted(delivery, result)
+        _update_webhooks(
+            webhooks, succeeded=succeeded_hooks, failed=failed_hooks, policy=policy, now=now
+        )
+        for webhook_id, reason in gone.items():
+            webhook_disable(webhook=webhooks[webhook_id], reason=reason)
+        for delivery, notice in exhausted:
+            delivery_exhausted_notice(delivery, status_code=notice.status_code, error=notice.error)
         for countdown, retry_ids in soon.items():
             transaction.on_commit(partial(deliveries_dispatch, retry_ids, countdown=countdown))
     return results
 
 
-def _deliveries_write(changed: Sequence[Delivery], *, now: datetime) -> None:
+def _transition_outcome(outcome: SendOutcome) -> Outcome:
+    result = outcome.result
+    return Outcome(
+        attempt=outcome.job.delivery.attempts,
+        status_code=result.status_code,
+        headers=result.headers,
+        error_kind=result.error_kind,
+        error_message=result.error_message,
+    )
+
+
+def _deliveries_write(changed: Sequence[tuple[str, DeliveryState]], *, now: datetime) -> None:
     """One UPDATE per distinct new state: a batch of successes is a single statement.
-    (bulk_update's CASE per row costs more CPU than the rest of recording together.)"""
-    groups: dict[tuple[object, ...], list[str]] = defaultdict(list)
-    for d in changed:
-        key = (
-            d.status,
-            d.next_attempt_at,
-            d.dispatched_at,
-            d.last_status_code,
-            d.last_error,
-            d.delivered_at,
-        )
-        groups[key].append(d.pk)
-    for (status, next_at, dispatched_at, code, error, delivered_at), ids in groups.items():
-        Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING).update(
-            status=status,
-            next_attempt_at=next_at,
-            dispatched_at=dispatched_at,
+    (bulk_update's CASE per row costs more CPU than the rest of recording together.)
+
+    Each is guarded by the claim it records, status `sending` at the attempt the worker
+    claimed, so it can never land on a newer claim of the same delivery."""
+    groups: dict[DeliveryState, list[str]] = defaultdict(list)
+    for pk, state in changed:
+        groups[state].append(pk)
+    for state, ids in groups.items():
+        Delivery.objects.filter(
+            pk__in=ids, status=DeliveryStatus.SENDING, attempts=state.attempts
+        ).update(
+            status=state.status,
+            next_attempt_at=state.next_attempt_at,
+            dispatched_at=state.dispatched_at,
             lease_expires_at=None,
             next_trigger=AttemptTrigger.SCHEDULED,
-            last_status_code=code,
-            last_error=error,
-            delivered_at=delivered_at,
+            last_status_code=state.last_status_code,
+            last_error=state.last_error,
+            delivered_at=state.delivered_at,
             updated=now,
         )
 
@@ -475,33 +491,43 @@ def _attempt_row(outcome: SendOutcome) -> Attempt:
     )
 
 
-# last_success_at is refreshed at most this often: every recorder in every process writes
-# here, and a hot row updated on every batch is where their transactions would collide.
-SUCCESS_STAMP_RESOLUTION = timedelta(seconds=30)
-
-
-def _update_webhooks(succeeded: set[str], failed: set[str], now: datetime) -> None:
-    """Webhook failure-window state. Rows are written only when their state changes, one
-    at a time in ID order, so concurrent recorders cannot deadlock on them."""
-    stale = now - SUCCESS_STAMP_RESOLUTION
-    to_reset = Webhook.objects.filter(pk__in=succeeded).filter(
-        Q(failing_since__isnull=False)
-        | Q(last_success_at__isnull=True)
-        | Q(last_success_at__lt=stale)
-    )
-    for pk in sorted(to_reset.values_list("pk", flat=True)):
-        Webhook.objects.filter(pk=pk).update(failing_since=None, last_success_at=now)
-    if not failed:
+def _update_webhooks(
+    webhooks: Mapping[str, Webhook],
+    *,
+    succeeded: set[str],
+    failed: set[str],
+    policy: Policy,
+    now: datetime,
+) -> None:
+    """Apply `transitions.window_transition` to each webhook of the batch. Rows are
+    written only when their state changes, one at a time in ID order, so concurrent
+    recorders cannot deadlock on them."""
+    touched = succeeded | failed
+    if not touched:
         return
-    to_start = Webhook.objects.filter(pk__in=failed, failing_since__isnull=True)
-    for pk in sorted(to_start.values_list("pk", flat=True)):
-        Webhook.objects.filter(pk=pk, failing_since__isnull=True).update(failing_since=now)
-    cutoff = now - conf.disable_after()
-    for webhook in Webhook.objects.filter(pk__in=failed, active=True, failing_since__lte=cutoff):
-        webhook_disable(
-            webhook=webhook,
-            reason=f"Every delivery failed for {conf.disable_after()} with no success.",
+    states = {
+        pk: WindowState(active=active, failing_since=since, last_success_at=last_success)
+        for pk, active, since, last_success in Webhook.objects.filter(pk__in=touched).values_list(
+            "pk", "active", "failing_since", "last_success_at"
         )
+    }
+    disable: list[tuple[str, str]] = []
+    for pk in sorted(states):
+        step = window_transition(
+            states[pk], succeeded=pk in succeeded, failed=pk in failed, policy=policy, now=now
+        )
+        for effect in step.effects:
+            match effect:
+                case MarkWebhookSucceeded(at=at):
+                    Webhook.objects.filter(pk=pk).update(failing_since=None, last_success_at=at)
+                case MarkWebhookFailing(since=since):
+                    Webhook.objects.filter(pk=pk, failing_since__isnull=True).update(
+                        failing_since=since
+                    )
+                case DisableWebhook(reason=reason):
+                    disable.append((pk, reason))
+    for pk, reason in disable:
+        webhook_disable(webhook=webhooks[pk], reason=reason)
 
 
 def _outcome(outcome: SendOutcome, status: str) -> AttemptOutcome:
@@ -570,21 +596,3 @@ def delivery_finish(
         return status
     current = Delivery.objects.filter(pk=delivery.pk).values_list("status", flat=True).first()
     return current or status
-
-
-def emit_exhausted(delivery: Delivery, result: DeliveryResult) -> None:
-    from events.services import service_notice_publish
-
-    service_notice_publish(
-        DELIVERY_EXHAUSTED,
-        tenant=delivery.tenant,
-        data={
-            "delivery_id": delivery.pk,
-            "webhook_id": delivery.webhook_id,
-            "event_id": delivery.event_id,
-            "event_type": delivery.event_type,
-            "attempts": delivery.attempts,
-            "last_status_code": result.status_code,
-            "last_error": result.error_message[:500],
-        },
-    )

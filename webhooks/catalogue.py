@@ -1,12 +1,15 @@
 """Event types the webhooks app adds to the catalogue.
 
 All three are the service's own notices (`service_only`): only the service publishes them,
-through `events.services.service_notice_publish`; tenants may subscribe to them.
+through `events.services.service_notice_publish` (the operational two through
+`webhooks.notices`); tenants may subscribe to them.
 """
 
 from events.catalogue import catalogue
 
 WEBHOOK_TEST = "webhook.test"
+WEBHOOK_DISABLED = "webhook.disabled"
+DELIVERY_EXHAUSTED = "delivery.exhausted"
 
 
 def register_event_types() -> None:
@@ -17,7 +20,7 @@ def register_event_types() -> None:
         service_only=True,
     )
     catalogue.register(
-        "webhook.disabled",
+        WEBHOOK_DISABLED,
         description="A webhook was disabled (410 Gone, continuous failures, or by hand).",
         schema={
             "type": "object",
@@ -31,7 +34,7 @@ def register_event_types() -> None:
         service_only=True,
     )
     catalogue.register(
-        "delivery.exhausted",
+        DELIVERY_EXHAUSTED,
         description="A delivery used up its retry schedule without success.",
         schema={
             "type": "object",

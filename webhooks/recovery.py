@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from ctrlplane.errors import Conflict
 from events.envelope import Event
 from events.models import EventRecord
 from webhooks.dispatcher import deliveries_dispatch
@@ -16,8 +17,8 @@ from webhooks.ids import new_delivery_id
 from webhooks.models import AttemptTrigger, Delivery, DeliveryStatus, Webhook
 
 
-class DeliveryNotRetryable(ValueError):
-    pass
+class DeliveryNotRetryable(Conflict):
+    """The delivery or its webhook is in a state that forbids sending it again now."""
 
 
 def delivery_retry(*, delivery: Delivery, trigger: str = AttemptTrigger.MANUAL) -> Delivery:
@@ -41,8 +42,9 @@ def delivery_retry(*, delivery: Delivery, trigger: str = AttemptTrigger.MANUAL) 
 RECOVER_MAX_AGE = timedelta(days=14)
 
 
-def webhook_send_test(*, webhook: Webhook) -> Event:
-    """Publish a `webhook.test` event that only this webhook receives."""
+def webhook_send_test(*, webhook: Webhook, source: str) -> Event:
+    """Publish a `webhook.test` event that only this webhook receives, recording `source`
+    (an `EventSource`: who asked for it) on the event."""
     from events.services import service_notice_publish
     from webhooks.catalogue import WEBHOOK_TEST
 
@@ -53,7 +55,7 @@ def webhook_send_test(*, webhook: Webhook) -> Event:
         tenant=webhook.tenant_id,
         data={"webhook_id": webhook.pk, "message": "This is a test event from ctrlplane."},
         metadata={TARGET_WEBHOOK_METADATA: webhook.pk},
-        source="api",
+        source=source,
     )
 
 

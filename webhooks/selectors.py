@@ -1,12 +1,10 @@
 """Reads for the API and admin, always scoped to one tenant."""
 
-import re
-
 from django.db.models import Count, Prefetch, QuerySet
 
 from ctrlplane.tenants.models import Tenant
 from events.models import EventRecord
-from events.patterns import is_pattern
+from events.patterns import is_pattern, sql_regex
 from webhooks.models import Attempt, Delivery, Webhook
 
 
@@ -26,7 +24,7 @@ def delivery_with_attempts(*, tenant: Tenant) -> QuerySet[Delivery]:
 
 
 def events_for_tenant(*, tenant: Tenant) -> QuerySet[EventRecord]:
-    return EventRecord.objects.filter(tenant=tenant)
+    return EventRecord.objects.filter(tenant=tenant).select_related("tenant")  # output: slug
 
 
 def event_delivery_summary(*, event: EventRecord) -> dict[str, object]:
@@ -44,10 +42,12 @@ def event_delivery_summary(*, event: EventRecord) -> dict[str, object]:
     return {"total": len(rows), "by_status": by_status, "deliveries": rows}
 
 
-def type_lookup(field: str, value: str) -> dict[str, str]:
-    """An exact type, or a glob (`deploy.*`, `*.failed`) as an anchored regex that both
-    PostgreSQL and SQLite evaluate."""
+def type_lookup(field: str, value: str) -> dict[str, object]:
+    """An exact type, or a glob as the anchored regex `events.patterns` renders from the
+    same parse the fan-out matches with, so the API and the fan-out cannot disagree."""
     if not is_pattern(value):
         return {field: value}
-    regex = re.escape(value).replace(r"\*", ".*").replace(r"\?", ".")
-    return {f"{field}__regex": f"^{regex}$"}
+    regex = sql_regex(value)
+    if regex is None:  # an empty set such as `[z-a]`: no type can match
+        return {f"{field}__in": []}
+    return {f"{field}__regex": regex}

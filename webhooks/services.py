@@ -23,6 +23,7 @@ from webhooks.header_secrets import (
     is_sensitive,
 )
 from webhooks.models import Delivery, DeliveryStatus, Webhook, WebhookSecret
+from webhooks.notices import webhook_disabled_notice
 from webhooks.secret_store import SecretUnavailable, decrypt_secret, encrypt_secret
 from webhooks.signing import generate_secret
 from webhooks.targets import InvalidTargetURL, parse_target
@@ -35,7 +36,6 @@ from webhooks.validation import (
 
 logger = logging.getLogger(__name__)
 
-WEBHOOK_DISABLED = "webhook.disabled"
 UPDATABLE_FIELDS = frozenset(
     {"url", "description", "event_types", "headers", "sensitive_headers", "active"}
 )
@@ -154,8 +154,10 @@ def webhook_enable(*, webhook: Webhook) -> Webhook:
 def webhook_disable(*, webhook: Webhook, reason: str, notify: bool = True) -> bool:
     """Disable the webhook and cancel its pending deliveries. False if it already was.
 
-    With `notify`, a `webhook.disabled` event is published for the tenant, so another
-    webhook can subscribe to it.
+    With `notify`, a `webhook.disabled` notice is published for the tenant, so another
+    webhook can subscribe to it. The guarded UPDATE below disables a webhook once, and
+    before its notice fans out: a webhook never receives the notice about itself, so
+    `webhook.disabled` cannot cause more of itself (see webhooks.notices).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -179,13 +181,7 @@ def webhook_disable(*, webhook: Webhook, reason: str, notify: bool = True) -> bo
             extra={"webhook_id": webhook.pk, "tenant_id": webhook.tenant_id, "reason": reason},
         )
         if notify:
-            from events.services import service_notice_publish
-
-            service_notice_publish(
-                WEBHOOK_DISABLED,
-                tenant=webhook.tenant_id,
-                data={"webhook_id": webhook.pk, "url": webhook.url, "reason": reason},
-            )
+            webhook_disabled_notice(webhook, reason=reason)
     return True
 
 

@@ -11,10 +11,10 @@ from django.db.models import Q
 from django.utils import timezone
 
 from webhooks import conf
-from webhooks.attempts import OPERATIONAL_TYPES, delivery_finish, emit_exhausted, retry_policy
+from webhooks.attempts import delivery_finish, retry_policy
 from webhooks.dispatcher import deliveries_dispatch
 from webhooks.models import Delivery, DeliveryStatus
-from webhooks.transport import DeliveryResult
+from webhooks.notices import delivery_exhausted_notice
 
 logger = logging.getLogger(__name__)
 
@@ -101,14 +101,8 @@ def _recover_stuck(now: datetime) -> int:
                 status = delivery_finish(
                     delivery, status=DeliveryStatus.EXHAUSTED, now=now, last_error=lost
                 )
-                if (
-                    status == DeliveryStatus.EXHAUSTED
-                    and delivery.event_type not in OPERATIONAL_TYPES
-                ):
-                    emit_exhausted(
-                        delivery,
-                        DeliveryResult(status_code=None, duration_ms=0, error_message=lost),
-                    )
+                if status == DeliveryStatus.EXHAUSTED:
+                    delivery_exhausted_notice(delivery, status_code=None, error=lost)
             else:
                 delivery_finish(
                     delivery,

@@ -18,11 +18,6 @@ def deliver_batch(delivery_ids: list[str]) -> int:
     return get_engine().submit(delivery_ids)
 
 
-@shared_task(name="webhooks.tasks.deliver", acks_late=True, reject_on_worker_lost=True)
-def deliver(delivery_id: str) -> int:
-    return get_engine().submit([delivery_id])
-
-
 @shared_task(name="webhooks.tasks.sweep", acks_late=True)
 def sweep() -> dict[str, int]:
     return asdict(deliveries_sweep())

@@ -40,14 +40,26 @@ class TenantPrincipal:
         return self.api_key.pk
 
 
+WRONG_SCHEME = (
+    "The Authorization header must use the Bearer scheme: send `Authorization: Bearer <key>`."
+)
+
+
 class ApiKeyAuthentication(BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Request) -> tuple[TenantPrincipal, ApiKey] | None:
         _refuse_credentials_in_query(request)
         header = get_authorization_header(request).split()
-        if not header or header[0].lower() != self.keyword.lower().encode():
+        if not header:
             return None
+        if header[0].lower() != self.keyword.lower().encode():
+            # `Token <key>`, `Basic …`, a bare key: say what to send instead of DRF's "not
+            # provided". Neither checked against nor counted by the failure limit: no key is
+            # looked up, so it costs the database nothing and guesses nothing, and counting
+            # it would let one misconfigured client spend its address's budget. The header
+            # is not echoed: its first word may be the key itself.
+            raise AuthenticationFailed(WRONG_SCHEME, code="authorization_scheme")
         raw_key: str | None = None
         if len(header) == 2:
             with contextlib.suppress(UnicodeError):  # undecodable: a failure like any other

@@ -152,7 +152,7 @@ def test_the_secret_is_revealed_on_request(staff, hook):
 def test_actions_send_test_rotate_disable_enable(staff, hook):
     old = webhook_secret_current(webhook=hook)
     action(staff, "webhooks_webhook", "send_test_event", [hook.pk])
-    assert EventRecord.objects.filter(type="webhook.test").count() == 1
+    assert EventRecord.objects.get(type="webhook.test").source == "admin"
     assert Delivery.objects.filter(webhook=hook, event_type="webhook.test").count() == 1
 
     action(staff, "webhooks_webhook", "rotate_secret", [hook.pk])
@@ -189,6 +189,15 @@ def test_event_delivery_and_attempt_logs_are_read_only_but_viewable(staff, tenan
     assert "try later" in page
     assert "HTTP 503" in page
     assert "retry-after" in page
+
+
+def test_the_event_page_calls_the_payload_data_as_the_api_does(staff, tenant):
+    event = events.publish("deploy.started", tenant=tenant, data={"version": "1.4.2"})
+    page = staff.get(reverse("admin:events_eventrecord_change", args=[event.id])).content.decode()
+    labels = re.findall(r"<label>([^<]+):</label>", page)
+    assert "Data" in labels
+    assert "Payload" not in labels
+    assert "1.4.2" in page
 
 
 @pytest.mark.parametrize(

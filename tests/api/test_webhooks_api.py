@@ -6,6 +6,7 @@ from django.utils import timezone
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 import events
+from events.models import EventRecord
 from webhooks.models import AttemptTrigger, Delivery, DeliveryStatus, Webhook
 from webhooks.services import webhook_create, webhook_disable, webhook_secret_current
 
@@ -254,6 +255,13 @@ def test_test_endpoint_sends_webhook_test_to_that_webhook_alone(
     )
     assert payload["type"] == "webhook.test"
     assert receiver.requests_to("/other") == []
+
+
+def test_a_test_event_asked_for_through_the_api_records_source_api(api, hook):
+    response = api.post(f"/api/v1/webhooks/{hook.pk}/test/")
+    assert response.status_code == 202
+    assert response.json()["source"] == "api"
+    assert EventRecord.objects.get(pk=response.json()["id"]).source == "api"
 
 
 def test_test_endpoint_refuses_a_disabled_webhook(api, hook):

@@ -217,6 +217,90 @@ def test_events_published_during_replay_keep_their_order():
     assert rec.events == [*buffered, *late]
 
 
+# -- transactional subscribers --------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", ["never started", "paused"])
+def test_a_transactional_subscriber_gets_the_event_inside_publish_whatever_the_state(state):
+    bus = InMemoryBus(started=state == "paused")
+    if state == "paused":
+        bus.pause()
+    order: list[str] = []
+    ordinary = bus.subscribe(Recorder("ordinary", order))
+    in_tx = Recorder("transactional", order)
+    bus.subscribe(in_tx, "deploy.*", transactional=True)
+    published = [ev("deploy.started"), ev("health.passed"), ev("deploy.failed")]
+    assert [bus.publish(e) for e in published] == [1, 0, 1]
+    assert in_tx.events == [published[0], published[2]]  # already, before any start()
+    assert ordinary.handler.events == []
+    bus.start()
+    assert ordinary.handler.events == published  # the buffer went to the others only
+    assert in_tx.events == [published[0], published[2]]  # never replayed to it
+    assert order == ["transactional", "transactional", "ordinary", "ordinary", "ordinary"]
+
+
+def test_transactional_subscribers_run_first_on_a_running_bus_too(bus):
+    order: list[str] = []
+    bus.subscribe(Recorder("a", order))
+    bus.subscribe(Recorder("tx1", order), transactional=True)
+    bus.subscribe(Recorder("b", order))
+    bus.subscribe(Recorder("tx2", order), transactional=True)
+    assert bus.publish(ev()) == 4
+    assert order == ["tx1", "tx2", "a", "b"]
+    assert [s.transactional for s in bus.subscriptions] == [True, True, False, False]
+
+
+def test_a_full_buffer_drops_for_ordinary_subscribers_only():
+    bus = InMemoryBus(buffer_size=1)
+    bus.subscribe(ordinary := Recorder())
+    bus.subscribe(in_tx := Recorder(), transactional=True)
+    events = [ev() for _ in range(3)]
+    for e in events:
+        assert bus.publish(e) == 1
+    bus.start()
+    assert in_tx.events == events
+    assert ordinary.events == events[:1]
+    stats = bus.stats()
+    assert (stats.published, stats.delivered, stats.dropped) == (3, 4, 2)
+
+
+def test_a_transactional_handler_error_reaches_the_publisher_while_paused():
+    bus = InMemoryBus()
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("fan-out failed")
+
+    bus.subscribe(broken, transactional=True)
+    with pytest.raises(HandlerErrors):
+        bus.publish(ev(), raise_errors=True)
+    assert bus.stats().handler_errors == 1
+
+
+def test_a_transactional_subscriber_never_sees_what_was_buffered_before_it_subscribed():
+    bus = InMemoryBus()
+    bus.publish(early := ev())
+    bus.subscribe(in_tx := Recorder(), transactional=True)
+    bus.subscribe(ordinary := Recorder())
+    bus.start()
+    assert in_tx.events == []
+    assert ordinary.events == [early]
+
+
+def test_a_publish_racing_with_start_is_neither_lost_nor_doubled():
+    for _ in range(200):
+        bus = InMemoryBus()
+        bus.subscribe(ordinary := Recorder())
+        bus.subscribe(in_tx := Recorder(), transactional=True)
+        events = [ev() for _ in range(20)]
+        publisher = threading.Thread(target=lambda b=bus, es=events: [b.publish(e) for e in es])
+        publisher.start()
+        bus.start()
+        publisher.join(5)
+        # Nothing left behind in the buffer once the start has returned.
+        assert in_tx.events == events
+        assert sorted(e.id for e in ordinary.events) == sorted(e.id for e in events)
+
+
 # -- queue subscriptions -------------------------------------------------------------
 
 

@@ -81,6 +81,11 @@ def test_json_round_trip_is_lossless():
     assert json.loads(event.to_json())["payload"] == {"a": [1, {"b": None}]}
 
 
+def test_json_writes_the_time_in_utc_with_a_z():
+    event = make(timestamp=datetime(2026, 1, 31, 13, 0, 5, tzinfo=timezone(timedelta(hours=1))))
+    assert json.loads(event.to_json())["timestamp"] == "2026-01-31T12:00:05Z"
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [

@@ -1,16 +1,20 @@
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 
 import events
+from ctrlplane.errors import Conflict
 from events.catalogue import EventType, catalogue
 from events.envelope import Event
+from events.idempotency import IdempotencyKeyReused
 from events.models import EventRecord
 from events.runtime import get_bus
+from events.services import Published, event_publish_or_replay
 from tests.services import require_postgres
 
 
@@ -53,6 +57,7 @@ def test_publish_records_the_event_and_hands_it_to_the_bus(tenant, received):
     assert record.payload == {"version": "1.2.3"}
     assert record.to_envelope() == event
     assert event.tenant_id == "acme"
+    assert record.source == event.source == "system"  # published from Python code
 
 
 def test_tenant_may_be_given_by_slug(tenant, received):
@@ -112,15 +117,66 @@ def test_oversized_payload_is_refused(tenant, settings):
 
 def test_same_idempotency_key_returns_the_first_event_and_publishes_nothing_new(tenant, received):
     first = events.publish("deploy.started", tenant=tenant, idempotency_key="k1", data={"n": 1})
-    again = events.publish("deploy.started", tenant=tenant, idempotency_key="k1", data={"n": 2})
-    assert again == first
+    outcome = event_publish_or_replay(
+        "deploy.started", tenant=tenant, idempotency_key="k1", data={"n": 1}
+    )
+    assert outcome == Published(first, replayed=True)
     assert received == [first]
     assert EventRecord.objects.count() == 1
 
 
+ORDERED = {"a": 1, "b": {"x": [1, 2], "y": None}}
+
+
+def test_a_replay_is_the_same_request_however_its_data_is_ordered(tenant):
+    first = events.publish("deploy.started", tenant=tenant, idempotency_key="k", data=ORDERED)
+    again = events.publish(
+        "deploy.started", tenant=tenant, idempotency_key="k", data=dict(reversed(ORDERED.items()))
+    )
+    assert again == first
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"event_type": "deploy.failed"},
+        {"instance_id": "web-2"},
+        {"actor_id": "someone-else"},
+        {"data": {"version": "1.4.3"}},
+        {"data": {}},
+        {"timestamp": datetime(2026, 1, 1, tzinfo=UTC)},
+    ],
+)
+def test_the_same_key_for_a_different_request_is_refused(tenant, received, change):
+    request = {
+        "event_type": "deploy.succeeded",
+        "instance_id": "web-1",
+        "actor_id": "ci",
+        "data": {"version": "1.4.2"},
+    }
+    first = events.publish(**request, tenant=tenant, idempotency_key="deploy-8812")
+    with pytest.raises(IdempotencyKeyReused) as refused:
+        events.publish(**{**request, **change}, tenant=tenant, idempotency_key="deploy-8812")
+    assert str(refused.value).startswith(
+        f"The idempotency key 'deploy-8812' was already used for a different request (event "
+        f"{first.id}, published "
+    )
+    assert "A retry must repeat the request exactly" in str(refused.value)
+    assert isinstance(refused.value, Conflict)  # the API answers 409
+    assert received == [first]
+    assert EventRecord.objects.count() == 1
+
+
+def test_an_event_from_before_fingerprints_replays_unchecked(tenant):
+    first = events.publish("deploy.started", tenant=tenant, idempotency_key="old", data={"n": 1})
+    EventRecord.objects.filter(pk=first.id).update(idempotency_fingerprint=None)
+    again = events.publish("deploy.started", tenant=tenant, idempotency_key="old", data={"n": 2})
+    assert again == first
+
+
 def test_idempotency_keys_are_per_tenant(tenant, other_tenant):
     a = events.publish("deploy.started", tenant=tenant, idempotency_key="same")
-    b = events.publish("deploy.started", tenant=other_tenant, idempotency_key="same")
+    b = events.publish("deploy.started", tenant=other_tenant, idempotency_key="same", data={"x": 1})
     assert a.id != b.id
 
 
@@ -145,6 +201,37 @@ def test_concurrent_publishes_with_one_key_record_one_event(tenant):
     assert len(results) == 6
     assert len(set(results)) == 1
     assert EventRecord.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_publishes_of_different_requests_with_one_key_let_one_win(tenant):
+    """The losers of the race on the key's unique index compare fingerprints too."""
+    require_postgres()
+    won: list[tuple[int, str]] = []
+    refused: list[int] = []
+    barrier = threading.Barrier(6)
+
+    def publish(n: int) -> None:
+        barrier.wait()
+        try:
+            event = events.publish(
+                "deploy.started", tenant=tenant, idempotency_key="k", data={"n": n}
+            )
+            won.append((n, event.id))
+        except IdempotencyKeyReused:
+            refused.append(n)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=publish, args=(i % 2,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    record = EventRecord.objects.get()
+    assert {n for n, _ in won} == {record.payload["n"]}
+    assert {event_id for _, event_id in won} == {record.id}
+    assert sorted(refused) == [1 - record.payload["n"]] * 3
 
 
 def test_publish_joins_the_callers_transaction(tenant):

@@ -8,16 +8,20 @@ a real receiver on 127.0.0.1 and real PostgreSQL, which (unlike SQLite) refuses 
 import asyncio
 import json
 import logging
+import threading
 import time
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pytest
 from cryptography.fernet import Fernet
+from django.db import connection
 from django.utils import timezone
 
 import events
 from tests.receiver import drip, status
 from tests.services import require_postgres
+from webhooks import conf
 from webhooks.attempts import (
     SendJob,
     SendOutcome,
@@ -268,3 +272,77 @@ def test_an_attempt_stores_at_most_the_limit_of_response_headers(receiver, tenan
     assert len(json.dumps(attempt.response_headers, ensure_ascii=False).encode()) <= 20_000
     assert attempt.response_headers["(truncated)"].startswith("118 of ")
     assert (attempt.response_status, attempt.response_body) == (200, "ok")
+
+
+# -- stale writers -------------------------------------------------------------------------
+
+
+def failed_outcome(job: SendJob) -> SendOutcome:
+    now = timezone.now()
+    result = DeliveryResult(status_code=500, duration_ms=3, error_message="HTTP 500")
+    return SendOutcome(job=job, request=job_request(job, now=now), result=result, started_at=now)
+
+
+def after_the_lease() -> datetime:
+    return timezone.now() + conf.sending_lease() + timedelta(seconds=1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_result_recorded_after_another_worker_reclaimed_the_delivery_leaves_its_claim(tenant):
+    """Worker A's lease ran out; the sweeper took the delivery back and worker B claimed
+    attempt 2. A's late result goes on record, and B's claim stands."""
+    webhook_create(tenant=tenant, url="https://a.example.com/in")
+    [delivery] = publish_to(tenant)
+    [job_a] = deliveries_claim(ids=[delivery.pk])
+    later = after_the_lease()
+    deliveries_sweep(now=later)
+    [job_b] = deliveries_claim(ids=[delivery.pk], now=later)
+
+    [recorded] = deliveries_record_results(outcomes=[failed_outcome(job_a)])
+
+    assert recorded.status == "superseded"
+    row = Delivery.objects.get(pk=delivery.pk)
+    assert (row.status, row.attempts) == (DeliveryStatus.SENDING, job_b.delivery.attempts)
+    assert row.lease_expires_at is not None
+    assert Attempt.objects.get(delivery=row).attempt_number == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_being_recorded_cannot_be_taken_back_and_reclaimed_under_the_writer(
+    tenant, monkeypatch
+):
+    """The race the old recorder lost: it read the rows it held, then, before it wrote,
+    the sweeper took one back (its lease had run out) and another worker claimed it; the
+    write guarded on status alone then landed on that newer claim. Now the rows a batch
+    records are locked from its read to its commit, so neither can happen in between."""
+    require_postgres()
+    webhook_create(tenant=tenant, url="https://a.example.com/in")
+    [delivery] = publish_to(tenant)
+    [job_a] = deliveries_claim(ids=[delivery.pk])
+    later = after_the_lease()
+    claimed_by_b: list[SendJob] = []
+
+    def sweep_and_claim_elsewhere() -> None:
+        try:
+            deliveries_sweep(now=later)
+            claimed_by_b.extend(deliveries_claim(ids=[delivery.pk], now=later))
+        finally:
+            connection.close()
+
+    real_bulk_create = Attempt.objects.bulk_create
+
+    def racing_bulk_create(*args, **kwargs):  # between the recorder's read and its write
+        other = threading.Thread(target=sweep_and_claim_elsewhere)
+        other.start()
+        other.join(10)
+        assert not other.is_alive()
+        return real_bulk_create(*args, **kwargs)
+
+    monkeypatch.setattr(Attempt.objects, "bulk_create", racing_bulk_create)
+
+    [recorded] = deliveries_record_results(outcomes=[failed_outcome(job_a)])
+
+    assert claimed_by_b == []
+    assert recorded.status == DeliveryStatus.FAILED
+    row = Delivery.objects.get(pk=delivery.pk)
+    assert (row.status, row.attempts, row.last_status_code) == (DeliveryStatus.FAILED, 1, 500)

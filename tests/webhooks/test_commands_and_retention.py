@@ -268,8 +268,9 @@ def test_recover_deliveries_command(hook, tenant):
     events.publish("deploy.started", tenant=tenant)
     hook.active = True
     hook.save()
-    since = (timezone.now() - timedelta(hours=1)).isoformat()
-    out = run("recover_deliveries", "--webhook", hook.pk, "--since", since)
+    since = (timezone.now() - timedelta(hours=1)).replace(microsecond=0)
+    out = run("recover_deliveries", "--webhook", hook.pk, "--since", since.isoformat())
+    assert f"since {since:%Y-%m-%dT%H:%M:%S}Z …" in out  # the API's format, not +00:00
     assert "Scheduled 1 deliveries for re-sending." in out
     assert Delivery.objects.get(webhook=hook).next_trigger == "recover"
 

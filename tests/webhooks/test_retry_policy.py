@@ -5,10 +5,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhooks.conf import DEFAULT_RETRY_SCHEDULE
 from webhooks.retry_policy import RetryPolicy, parse_retry_after
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+# The documented default schedule (tests/test_configuration.py checks the settings give it).
+DEFAULT_RETRY_SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)
 EXACT = RetryPolicy(schedule=DEFAULT_RETRY_SCHEDULE, jitter=0, retry_after_cap=3600)
 
 

@@ -52,6 +52,13 @@ def test_site_url_and_port_are_read_from_the_environment():
     assert done.stdout.split() == ["https://events.example.org", "9100"]
 
 
+def test_web_port_wins_over_the_port_honcho_gives_each_process():
+    # The worker under `dev.py run`: honcho set PORT=5100, dev.py set WEB_PORT to the web's.
+    done = settings_in_a_fresh_process(SITE_URL="", PORT="5100", WEB_PORT="8000")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["8000"]
+
+
 @pytest.mark.parametrize(
     "value", ["events.example.org", "ftp://events.example.org", "https://x:99999"]
 )

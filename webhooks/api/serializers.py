@@ -5,6 +5,7 @@ from typing import Any
 from rest_framework import serializers
 
 from events.models import EventRecord
+from events.serializers import EventOutput as EventOutput  # the views name it s.EventOutput
 from webhooks.header_secrets import REDACTED, RULE
 from webhooks.models import Attempt, Delivery, Webhook
 
@@ -99,22 +100,6 @@ class RecoverInput(serializers.Serializer[Any]):
 
 class RecoverOutput(serializers.Serializer[Any]):
     deliveries = serializers.IntegerField(help_text="Deliveries scheduled for re-sending.")
-
-
-class EventOutput(serializers.ModelSerializer[EventRecord]):
-    class Meta:
-        model = EventRecord
-        fields = [
-            "id",
-            "type",
-            "instance_id",
-            "actor_id",
-            "source",
-            "payload",
-            "metadata",
-            "timestamp",
-        ]
-        read_only_fields = fields
 
 
 class DeliverySummaryRow(serializers.Serializer[Any]):

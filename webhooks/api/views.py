@@ -18,21 +18,17 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-import events
-from ctrlplane.api import Conflict, EventCursorPagination
+from ctrlplane.api import EventCursorPagination
 from events.catalogue import catalogue
 from events.envelope import EventSource
 from events.models import EventRecord
+from events.serializers import event_output
+from events.services import event_publish_or_replay
 from webhooks import selectors
 from webhooks.api import serializers as s
 from webhooks.api.filters import DeliveryFilter, EventFilter
 from webhooks.models import Delivery, Webhook
-from webhooks.recovery import (
-    DeliveryNotRetryable,
-    delivery_retry,
-    webhook_recover,
-    webhook_send_test,
-)
+from webhooks.recovery import delivery_retry, webhook_recover, webhook_send_test
 from webhooks.services import (
     webhook_create,
     webhook_secret_current,
@@ -128,11 +124,8 @@ class WebhookViewSet(
     )
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str | None = None) -> Response:
-        try:
-            event = webhook_send_test(webhook=self.get_object())
-        except DeliveryNotRetryable as exc:
-            raise Conflict(str(exc)) from None
-        return Response(_event_output(event.id), status=status.HTTP_202_ACCEPTED)
+        event = webhook_send_test(webhook=self.get_object(), source=EventSource.API)
+        return Response(event_output(event.id), status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(
         summary="Re-send what the webhook missed",
@@ -147,12 +140,9 @@ class WebhookViewSet(
     @action(detail=True, methods=["post"])
     def recover(self, request: Request, pk: str | None = None) -> Response:
         data = _valid(s.RecoverInput, request.data)
-        try:
-            count = webhook_recover(
-                webhook=self.get_object(), since=data["since"], until=data.get("until")
-            )
-        except DeliveryNotRetryable as exc:
-            raise Conflict(str(exc)) from None
+        count = webhook_recover(
+            webhook=self.get_object(), since=data["since"], until=data.get("until")
+        )
         return Response({"deliveries": count}, status=status.HTTP_202_ACCEPTED)
 
 
@@ -185,22 +175,43 @@ class EventViewSet(
     @extend_schema(
         summary="Publish an event",
         description=(
-            "Send an `Idempotency-Key` header to make retries safe: the same key returns the "
-            "same event."
+            "Send an `Idempotency-Key` header to make retries safe. The same key with the "
+            "same request answers with the event it made the first time, marked "
+            "`Idempotent-Replayed: true`, and publishes nothing; the same key with a "
+            "different request (type, instance_id, actor_id or data) is a 409. A key is "
+            "remembered for as long as its event is kept (`WEBHOOKS_RETENTION_DAYS`, 30 "
+            "days by default, after the event), and each tenant's keys are its own."
         ),
         request=s.EventPublishInput,
         parameters=[
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)
+            OpenApiParameter(
+                "Idempotency-Key",
+                str,
+                OpenApiParameter.HEADER,
+                required=False,
+                description="1 to 255 characters, chosen by the client.",
+            ),
+            OpenApiParameter(
+                "Idempotent-Replayed",
+                str,
+                OpenApiParameter.HEADER,
+                enum=["true"],
+                response=[202],
+                description="Present when the Idempotency-Key replayed an earlier event.",
+            ),
         ],
         responses={
             202: s.EventOutput,
+            409: OpenApiResponse(
+                s.ErrorOutput, description="The Idempotency-Key was used for another request."
+            ),
             413: OpenApiResponse(s.ErrorOutput, description="Payload over the size limit."),
             **ERRORS,
         },
     )
     def create(self, request: Request) -> Response:
         data = _valid(s.EventPublishInput, request.data)
-        event = events.publish(
+        published = event_publish_or_replay(
             data["type"],
             tenant=tenant_of(request),
             instance_id=data.get("instance_id"),
@@ -209,7 +220,10 @@ class EventViewSet(
             idempotency_key=request.headers.get("Idempotency-Key"),
             source=EventSource.API,
         )
-        return Response(_event_output(event.id), status=status.HTTP_202_ACCEPTED)
+        response = Response(event_output(published.event.id), status=status.HTTP_202_ACCEPTED)
+        if published.replayed:
+            response["Idempotent-Replayed"] = "true"
+        return response
 
 
 @extend_schema_view(
@@ -247,10 +261,7 @@ class DeliveryViewSet(
     )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
-        try:
-            delivery = delivery_retry(delivery=self.get_object())
-        except DeliveryNotRetryable as exc:
-            raise Conflict(str(exc)) from None
+        delivery = delivery_retry(delivery=self.get_object())
         return Response(s.DeliveryOutput(delivery).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -283,10 +294,6 @@ def _secret_response(secret: str) -> Response:
     response = Response({"secret": secret})
     add_never_cache_headers(response)
     return response
-
-
-def _event_output(event_id: str) -> dict[str, Any]:
-    return dict(s.EventOutput(EventRecord.objects.get(pk=event_id)).data)
 
 
 @extend_schema(exclude=True)

@@ -5,13 +5,17 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from ctrlplane.errors import format_validation_error
+from ctrlplane.errors import ApplicationError, format_error
 from events.envelope import EventSource
+from events.serializers import event_output_json
 from events.services import event_publish
 
 
 class Command(BaseCommand):
-    help = "Publish a lifecycle event for a tenant, exactly as control-plane code would."
+    help = (
+        "Publish a lifecycle event for a tenant, exactly as control-plane code would, and "
+        "print it as the API shows it."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("type", help="event type, e.g. deploy.succeeded")
@@ -34,8 +38,9 @@ class Command(BaseCommand):
                 actor_id=options["actor_id"],
                 data=data,
                 idempotency_key=options["idempotency_key"],
-                source=EventSource.ADMIN,
+                source=EventSource.CLI,
             )
-        except ValidationError as exc:
-            raise CommandError(format_validation_error(exc)) from None
-        self.stdout.write(event.to_json())
+        except (ValidationError, ApplicationError) as exc:
+            raise CommandError(format_error(exc)) from None
+        # Exactly what `POST /api/v1/events/` answers: one serializer, one renderer.
+        self.stdout.write(event_output_json(event.id))

@@ -4,9 +4,10 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from ctrlplane.errors import format_validation_error
+from ctrlplane.errors import ApplicationError, format_error
+from ctrlplane.timefmt import iso_utc
 from webhooks.management.commands._args import iso_datetime, webhook_by_id
-from webhooks.recovery import DeliveryNotRetryable, webhook_recover
+from webhooks.recovery import webhook_recover
 
 
 class Command(BaseCommand):
@@ -26,11 +27,9 @@ class Command(BaseCommand):
         until = iso_datetime(options["until"], flag="--until")
         if webhook is None or since is None:  # both flags are required by argparse
             raise CommandError("--webhook and --since are required")
-        self.stdout.write(f"Recovering deliveries for {webhook.url} since {since.isoformat()} …")
+        self.stdout.write(f"Recovering deliveries for {webhook.url} since {iso_utc(since)} …")
         try:
             count = webhook_recover(webhook=webhook, since=since, until=until)
-        except ValidationError as exc:
-            raise CommandError(format_validation_error(exc)) from None
-        except DeliveryNotRetryable as exc:
-            raise CommandError(str(exc)) from None
+        except (ValidationError, ApplicationError) as exc:
+            raise CommandError(format_error(exc)) from None
         self.stdout.write(f"Scheduled {count} deliveries for re-sending.")
