@@ -21,6 +21,7 @@ from webhooks.header_secrets import REDACTED, RULE, is_sensitive
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
 from webhooks.recovery import DeliveryNotRetryable, delivery_retry, webhook_send_test
 from webhooks.services import (
+    webhook_changes_apply,
     webhook_create,
     webhook_disable,
     webhook_enable,
@@ -28,7 +29,6 @@ from webhooks.services import (
     webhook_secret_rotate,
     webhook_secrets_live,
     webhook_update,
-    webhook_url_move_check,
 )
 from webhooks.validation import (
     clean_event_types,
@@ -126,16 +126,25 @@ class WebhookAdminForm(forms.ModelForm[Webhook]):
             cleaned["event_types"] = clean_event_types([*cleaned.get("event_types", []), *patterns])
         except ValidationError as exc:
             self.add_error("event_patterns", exc.message_dict["event_types"])
-        if self.instance.pk and "url" in cleaned and "headers" in cleaned:
-            # The service's rule, checked here to show it on the form (the service would
-            # refuse the save anyway). The instance still holds the stored URL.
-            try:
-                webhook_url_move_check(
-                    webhook=self.instance, url=cleaned["url"], headers=cleaned["headers"]
-                )
-            except ValidationError as exc:
-                self.add_error("headers", exc.message_dict["headers"])
+        self._check_with_the_service(cleaned)
         return cleaned
+
+    def _check_with_the_service(self, cleaned: dict[str, Any]) -> None:
+        """Run the service's own validation of the whole change on a copy, so every refusal
+        (a URL moved to another origin with kept secrets, a sensitive mark on a removed
+        header, a kept value that was never stored) is a form error, not a failed save."""
+        if self.errors:
+            return
+        if self.instance._state.adding:  # its ID is made before it is saved
+            probe = Webhook(tenant=cleaned.get("tenant"))
+        else:
+            probe = Webhook.objects.get(pk=self.instance.pk)
+        names = ("url", "description", "event_types", "headers", "sensitive_headers")
+        try:
+            webhook_changes_apply(webhook=probe, **{k: cleaned[k] for k in names if k in cleaned})
+        except ValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                self.add_error(field if field in self.fields else None, messages)
 
     def _post_clean(self) -> None:
         # The model instance is written by the services, not by ModelForm.

@@ -68,11 +68,27 @@ def webhook_create(
 
 
 def webhook_update(*, webhook: Webhook, **changes: Any) -> Webhook:
-    """Change the given fields. `headers` replaces all custom headers (one left out is
-    removed); a value of `<redacted>` keeps the stored value of a sensitive header.
-    `sensitive_headers` (default: the ones stored) marks more headers sensitive.
+    """Change the given fields (see `webhook_changes_apply`) and save them; `active`
+    enables or disables the webhook."""
+    webhook_changes_apply(webhook=webhook, **changes)
+    with transaction.atomic():
+        webhook.save()
+        if "active" in changes and changes["active"] != webhook.active:
+            if changes["active"]:
+                webhook_enable(webhook=webhook)
+            else:
+                webhook_disable(webhook=webhook, reason="Disabled by the tenant.", notify=False)
+    return webhook
 
-    A URL on another origin keeps no sensitive value: see `webhook_url_move_check`."""
+
+def webhook_changes_apply(*, webhook: Webhook, **changes: Any) -> None:
+    """Validate the changes and set them on `webhook` in memory, saving nothing: what
+    `webhook_update` saves, and what a form checks before it accepts a save.
+
+    `headers` replaces all custom headers (one left out is removed); a value of
+    `<redacted>` keeps the stored value of a sensitive header. `sensitive_headers`
+    (default: the ones stored) marks more headers sensitive. A URL on another origin
+    keeps no sensitive value: see `webhook_url_move_check`. `active` is left to the caller."""
     unknown = set(changes) - UPDATABLE_FIELDS
     if unknown:
         raise TypeError(f"cannot update {', '.join(sorted(unknown))}")
@@ -96,14 +112,6 @@ def webhook_update(*, webhook: Webhook, **changes: Any) -> Webhook:
         )
     if "description" in changes:
         webhook.description = changes["description"]
-    with transaction.atomic():
-        webhook.save()
-        if "active" in changes and changes["active"] != webhook.active:
-            if changes["active"]:
-                webhook_enable(webhook=webhook)
-            else:
-                webhook_disable(webhook=webhook, reason="Disabled by the tenant.", notify=False)
-    return webhook
 
 
 def webhook_url_move_check(

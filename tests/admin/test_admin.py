@@ -311,6 +311,43 @@ def test_change_form_refuses_another_host_that_would_keep_sensitive_values(
     }
 
 
+@pytest.mark.parametrize(
+    ("headers", "sensitive", "field", "message"),
+    [
+        # X-Foo removed, but still named as sensitive: the service refuses the mark
+        ({"Authorization": "<redacted>", "X-Team": "ops"}, "X-Foo", "sensitive_headers",
+         "X-Foo is not one of the webhook's headers."),
+        # a value kept with <redacted> that was never stored
+        ({"Authorization": "<redacted>", "X-Foo": "<redacted>", "X-New": "<redacted>"},
+         "X-Foo", "headers", "X-New"),
+    ],
+    ids=["mark-on-a-removed-header", "keep-a-value-never-stored"],
+)  # fmt: skip
+def test_change_form_shows_what_the_service_refuses_as_a_form_error(
+    staff, hook_with_credentials, headers, sensitive, field, message
+):
+    url = reverse("admin:webhooks_webhook_change", args=[hook_with_credentials.pk])
+    response = staff.post(
+        url,
+        {
+            "url": URL,
+            "event_types": [],
+            "event_patterns": "",
+            "headers": json.dumps(headers),
+            "sensitive_headers": sensitive,
+            "active": "on",
+        },
+    )
+    assert response.status_code == 200  # the form again, not a failed save
+    errors = response.context["adminform"].form.errors[field]
+    assert message in errors[0]
+    assert sent_headers(hook_with_credentials) == {
+        "Authorization": "Bearer adm-61",
+        "X-Foo": "foo-61",
+        "X-Team": "ops",
+    }
+
+
 def test_add_form_encrypts_sensitive_headers(staff, tenant):
     response = staff.post(
         reverse("admin:webhooks_webhook_add"),
