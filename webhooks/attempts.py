@@ -194,18 +194,48 @@ def deliveries_claim(
     ]
 
 
-def deliveries_release(*, ids: Sequence[str], delay: float) -> int:
+def deliveries_release(*, claims: Mapping[str, int], delay: float) -> int:
     """Give claimed deliveries back unsent: the attempt is not counted, and the sweeper
-    dispatches them again after `delay` seconds."""
+    dispatches them again after `delay` seconds.
+
+    `claims` maps each delivery to the attempt number its claim counted. Only a delivery
+    still `sending` at that attempt is given back: one the sweeper took back and another
+    worker claimed meanwhile keeps the newer claim (and its attempt count)."""
     now = timezone.now()
-    return Delivery.objects.filter(pk__in=ids, status=DeliveryStatus.SENDING).update(
-        status=DeliveryStatus.PENDING,
-        attempts=F("attempts") - 1,
-        lease_expires_at=None,
-        next_attempt_at=now + timedelta(seconds=delay),
-        dispatched_at=None,
-        updated=now,
-    )
+    released = 0
+    for attempt, ids in _by_attempt(claims).items():
+        released += Delivery.objects.filter(
+            pk__in=ids, status=DeliveryStatus.SENDING, attempts=attempt
+        ).update(
+            status=DeliveryStatus.PENDING,
+            attempts=F("attempts") - 1,
+            lease_expires_at=None,
+            next_attempt_at=now + timedelta(seconds=delay),
+            dispatched_at=None,
+            updated=now,
+        )
+    return released
+
+
+def deliveries_lease_renew(*, claims: Mapping[str, int], until: datetime) -> int:
+    """Extend the leases of deliveries this worker holds to `until`, so a long lane is not
+    taken for a dead worker. Guarded like `deliveries_release`: a stale holder never
+    extends a newer claim's lease."""
+    renewed = 0
+    for attempt, ids in _by_attempt(claims).items():
+        for start in range(0, len(ids), 1000):
+            renewed += Delivery.objects.filter(
+                pk__in=ids[start : start + 1000], status=DeliveryStatus.SENDING, attempts=attempt
+            ).update(lease_expires_at=until)
+    return renewed
+
+
+def _by_attempt(claims: Mapping[str, int]) -> dict[int, list[str]]:
+    # One UPDATE per distinct attempt number: a process holds few distinct ones at a time.
+    groups: dict[int, list[str]] = defaultdict(list)
+    for pk, attempt in claims.items():
+        groups[attempt].append(pk)
+    return groups
 
 
 # -- sending -------------------------------------------------------------------------------

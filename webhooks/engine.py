@@ -39,11 +39,11 @@ from webhooks.attempts import (
     SendJob,
     SendOutcome,
     deliveries_claim,
+    deliveries_lease_renew,
     deliveries_record_results,
     deliveries_release,
     job_send,
 )
-from webhooks.models import Delivery, DeliveryStatus
 from webhooks.targets import NetworkPolicy
 from webhooks.transport import Transport
 from webhooks.validation import network_policy
@@ -69,7 +69,7 @@ class _ClaimRequest:
 class DeliveryEngine:
     def __init__(self, *, senders: int, max_held: int) -> None:
         self._lock = threading.Lock()
-        self._held: set[str] = set()
+        self._held: dict[str, int] = {}  # delivery -> the attempt its claim counted
         self._idle = threading.Condition(self._lock)
         self._room = threading.Semaphore(max_held)
         self._results: queue.SimpleQueue[SendOutcome] = queue.SimpleQueue()
@@ -153,7 +153,7 @@ class DeliveryEngine:
         self._release(len(ids) - len(jobs))
         if jobs:
             with self._lock:
-                self._held.update(job.delivery.pk for job in jobs)
+                self._held.update((job.delivery.pk, job.delivery.attempts) for job in jobs)
             self._loop.call_soon_threadsafe(self._enqueue_all, jobs)
         claimed = {job.delivery.pk for job in jobs}
         for request in batch:
@@ -262,8 +262,10 @@ class DeliveryEngine:
                 break
         if not ids:
             return
+        with self._lock:
+            claims = {pk: self._held[pk] for pk in ids if pk in self._held}
         try:
-            deliveries_release(ids=ids, delay=conf.lane_overflow_delay())
+            deliveries_release(claims=claims, delay=conf.lane_overflow_delay())
         except Exception:
             logger.exception(
                 "giving back %d deliveries failed; their leases will run out", len(ids)
@@ -287,15 +289,11 @@ class DeliveryEngine:
 
     def _renew_leases(self) -> None:
         with self._lock:
-            held = list(self._held)
+            held = dict(self._held)
         if not held:
             return
-        expires = timezone.now() + conf.sending_lease()
         try:
-            for start in range(0, len(held), 1000):
-                Delivery.objects.filter(
-                    pk__in=held[start : start + 1000], status=DeliveryStatus.SENDING
-                ).update(lease_expires_at=expires)
+            deliveries_lease_renew(claims=held, until=timezone.now() + conf.sending_lease())
         except Exception:
             logger.exception("renewing leases failed")
         finally:
@@ -303,7 +301,8 @@ class DeliveryEngine:
 
     def _forget(self, ids: Sequence[str]) -> None:
         with self._lock:
-            self._held.difference_update(ids)
+            for pk in ids:
+                self._held.pop(pk, None)
             if not self._held:
                 self._idle.notify_all()
         self._release(len(ids))
