@@ -133,3 +133,33 @@ def json_log(settings):
     logging.config.dictConfig(config)
     yield stream
     logging.config.dictConfig(settings.LOGGING)
+
+
+_LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _only_local_names_resolve() -> object:
+    """The network rule, enforced: this process resolves only loopback names, so no test
+    sends a DNS query (or then a packet) anywhere else. Any other name fails as an
+    unknown name would, which is what tests of DNS failures want."""
+    import ipaddress
+    import socket
+
+    real = socket.getaddrinfo
+
+    def guarded(host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        name = host.decode() if isinstance(host, bytes) else host
+        if name is not None and name.lower().rstrip(".") not in _LOCAL_NAMES:
+            try:
+                if not ipaddress.ip_address(name.strip("[]")).is_loopback:
+                    raise socket.gaierror(socket.EAI_NONAME, f"tests resolve no {name!r}")
+            except ValueError:
+                raise socket.gaierror(
+                    socket.EAI_NONAME, f"tests resolve only loopback names, not {name!r}"
+                ) from None
+        return real(host, *args, **kwargs)
+
+    socket.getaddrinfo = guarded
+    yield
+    socket.getaddrinfo = real
