@@ -1,35 +1,49 @@
-"""Send one delivery in the test's own thread, through the functions the engine calls:
-claim it as a job, send it on a transport, record the result.
+"""Send one delivery in the test's own thread, through the real engine driven by hand.
 
-The test's transaction is invisible to the engine's threads, so tests that only need one
-attempt's effects drive these steps here."""
+The test's transaction is invisible to the engine's threads, so tests that need one
+attempt's effects run an engine that was never started: its claim, fair scheduling,
+send on a real transport and recording all happen in the calling thread, with the same
+code a worker runs."""
 
-import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 
-from webhooks.delivery.recorder import AttemptOutcome, deliveries_record_results
-from webhooks.delivery.sending import SendJob, SendOutcome, job_send, jobs_claim
-from webhooks.delivery.transport import Transport
+from webhooks.delivery.engine import DeliveryEngine
+from webhooks.delivery.engine_parts import DatabaseStore, TransportSender, engine_policy
+from webhooks.delivery.recorder import AttemptOutcome
+from webhooks.delivery.sending import SendOutcome
 from webhooks.models import Delivery, DeliveryStatus
-from webhooks.validation import network_policy
 
 
-async def _send_once(job: SendJob) -> SendOutcome:
-    transport = Transport(network_policy())
-    try:
-        return await job_send(job, transport)
-    finally:
-        await transport.close()
+class _KeepingStore(DatabaseStore):
+    """The database store, keeping what recording returned for the caller."""
+
+    def __init__(self, *, now: datetime | None) -> None:
+        super().__init__(now=(lambda: now) if now is not None else None)
+        self.recorded: list[AttemptOutcome] = []
+
+    def record(self, outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
+        results = super().record(outcomes)
+        self.recorded.extend(results)
+        return results
 
 
 def delivery_attempt(*, delivery_id: str, now: datetime | None = None) -> AttemptOutcome | None:
     """Claim, send and record one due delivery. None if it was not due or is held; a
     delivery cancelled at claim (its webhook is disabled) reports `cancelled`."""
-    jobs = jobs_claim(ids=[delivery_id], now=now)
-    if not jobs:
+    store = _KeepingStore(now=now)
+    engine = DeliveryEngine(
+        store=store, sender=TransportSender(resolver_threads=1), policy=engine_policy
+    )
+    try:
+        claimed = engine.submit([delivery_id])
+        engine.run_until_idle()
+    finally:
+        engine.shutdown(timeout=0)
+    if not claimed:
         current = Delivery.objects.filter(pk=delivery_id).values_list("status", flat=True).first()
         if current == DeliveryStatus.CANCELLED:
             return AttemptOutcome(delivery_id=delivery_id, status=current)
         return None
-    [outcome] = deliveries_record_results(outcomes=[asyncio.run(_send_once(jobs[0]))])
+    [outcome] = store.recorded
     return outcome

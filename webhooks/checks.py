@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from webhooks import conf
+from webhooks.delivery.dispatch import DISPATCH_CHUNK
 from webhooks.targets import NetworkPolicy
 
 
@@ -55,12 +56,37 @@ def check_webhook_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
                 id="webhooks.E006",
             )
         )
+    messages.extend(_engine_checks())
     if not settings.DEBUG and conf.allowed_networks():
         messages.append(
             Warning(
                 "WEBHOOKS_ALLOWED_NETWORKS lets webhooks reach private networks.",
                 hint="Leave it empty in production unless receivers live there.",
                 id="webhooks.W001",
+            )
+        )
+    return messages
+
+
+def _engine_checks() -> list[CheckMessage]:
+    """Engine settings that would stall delivery for good, not just slow it."""
+    messages: list[CheckMessage] = []
+    limits = {
+        "WEBHOOKS_ENGINE_SENDERS": conf.engine_senders(),
+        "WEBHOOKS_ENGINE_MAX_IN_FLIGHT_PER_TENANT": conf.engine_max_in_flight_per_tenant(),
+        "WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT": conf.max_in_flight_per_endpoint(),
+    }
+    for name, value in limits.items():
+        if value < 1:
+            messages.append(
+                Error(f"{name} must be at least 1, or nothing is ever sent.", id="webhooks.E009")
+            )
+    if conf.engine_max_held() < DISPATCH_CHUNK:
+        messages.append(
+            Error(
+                f"WEBHOOKS_ENGINE_MAX_HELD must be at least {DISPATCH_CHUNK}, the delivery IDs "
+                "one broker message carries, or a worker cannot take a whole message at once.",
+                id="webhooks.E010",
             )
         )
     return messages

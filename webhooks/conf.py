@@ -138,6 +138,12 @@ def engine_senders() -> int:
     return int(str(_get("WEBHOOKS_ENGINE_SENDERS")))
 
 
+def engine_max_in_flight_per_tenant() -> int:
+    """WEBHOOKS_ENGINE_MAX_IN_FLIGHT_PER_TENANT: requests of one tenant in flight at once
+    per worker process, so one tenant's dead endpoints cannot take every sender."""
+    return int(str(_get("WEBHOOKS_ENGINE_MAX_IN_FLIGHT_PER_TENANT")))
+
+
 def engine_max_held() -> int:
     """WEBHOOKS_ENGINE_MAX_HELD: deliveries one worker process claims at most before it
     stops taking new batches."""

@@ -1,10 +1,12 @@
-"""webhooks/checks.py: the encryption keys of secrets at rest."""
+"""webhooks/checks.py: the encryption keys of secrets at rest, and engine settings that
+would stall delivery."""
 
 import pytest
 from cryptography.fernet import Fernet
 
-from webhooks.checks import check_encryption_keys
+from webhooks.checks import check_encryption_keys, check_webhook_settings
 from webhooks.conf import legacy_encryption_key
+from webhooks.delivery.dispatch import DISPATCH_CHUNK
 
 DEFAULT_KEY = "insecure-local-development-key-change-me"
 PUBLIC_FERNET_KEY = legacy_encryption_key(DEFAULT_KEY).decode()
@@ -59,3 +61,35 @@ def test_messages_never_contain_the_keys(production):
     production.WEBHOOKS_ENCRYPTION_KEYS = [PUBLIC_FERNET_KEY]
     text = " ".join(f"{m.msg} {m.hint}" for m in check_encryption_keys())
     assert PUBLIC_FERNET_KEY not in text
+
+
+# -- the delivery engine's settings ------------------------------------------------------------
+
+
+def engine_errors() -> list:
+    return [m for m in check_webhook_settings() if m.is_serious()]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "WEBHOOKS_ENGINE_SENDERS",
+        "WEBHOOKS_ENGINE_MAX_IN_FLIGHT_PER_TENANT",
+        "WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT",
+    ],
+)
+def test_an_in_flight_limit_below_one_is_refused(settings, name):
+    setattr(settings, name, 0)
+    messages = engine_errors()
+    assert ids(messages) == ["webhooks.E009"]
+    assert name in messages[0].msg
+
+
+def test_max_held_below_one_messages_worth_of_ids_is_refused(settings):
+    settings.WEBHOOKS_ENGINE_MAX_HELD = DISPATCH_CHUNK - 1
+    assert ids(engine_errors()) == ["webhooks.E010"]
+
+
+def test_max_held_of_exactly_one_message_is_accepted(settings):
+    settings.WEBHOOKS_ENGINE_MAX_HELD = DISPATCH_CHUNK
+    assert engine_errors() == []

@@ -3,23 +3,28 @@
 A Celery task claims a batch of deliveries and returns; the engine sends them on its own
 event loop and records the results in bulk. This keeps the per-delivery cost low (one
 broker message per batch, a handful of SQL statements per hundreds of deliveries, one
-thread for every request in flight) while keeping endpoints apart:
+thread for every request in flight) while keeping tenants and endpoints apart: which
+claimed delivery is sent next is the fair scheduler's decision (`scheduler`), within a
+share of the process per tenant and a lane per endpoint.
 
-- Each webhook has a lane: at most WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT requests at once
-  in this process; the rest wait in the lane, in order. A dead endpoint fills only its
-  own lane, never the healthy ones'. At most WEBHOOKS_ENGINE_SENDERS requests are in
-  flight in all.
-- Claimed deliveries are `sending` under a lease; the engine renews the leases of what it
-  holds, so a long lane is not mistaken for a dead worker. If the process dies the
-  renewals stop, the leases run out and the sweeper takes the deliveries back.
-- Submitting blocks when WEBHOOKS_ENGINE_MAX_HELD deliveries are held, which pushes back
-  on the broker instead of claiming more than the process can send.
+The engine takes its parts as arguments: a `DeliveryStore` (claim, release, renew,
+record), a `Sender` (one attempt, never raising for network trouble), a policy (the
+settings, read again at every decision, so a change applies without a restart) and a
+monotonic clock. `get_engine()` wires the real ones (`engine_parts`); tests wire fakes and
+drive the engine step by step, without threads or sleeps:
 
-Threads: Celery's task threads only hand IDs over and wait. The claimer thread claims
-what every waiting task brought in one statement batch (under load, hundreds of IDs per
-claim instead of one message's worth), the loop thread sends, and the recorder thread
-writes results. The engine's threads keep their database connections; Celery's task
-threads need none (Celery closes those around every task).
+- `submit()` without `start()` claims in the calling thread;
+- `run_pending()` runs the event loop until nothing is ready to run;
+- `record_pending()` records the finished attempts and gives back what was refused;
+- `renew_due()` renews the leases held if the clock says it is time;
+- `run_until_idle()` does all of these until every claimed delivery is recorded.
+
+Started (`start()`), five threads do the same: Celery's task threads only hand IDs over
+and wait for their claim; the claimer thread claims what every waiting task brought in
+one statement batch; the loop thread sends; the recorder thread writes results; the
+renewer thread renews leases on a timer of its own, so a slow flush cannot delay a
+renewal. The engine's threads keep their database connections; Celery's task threads
+need none.
 """
 
 import asyncio
@@ -27,20 +32,21 @@ import logging
 import queue
 import threading
 import time
-from collections import defaultdict, deque
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-
-from django.db import OperationalError, close_old_connections, connection
-from django.utils import timezone
+from typing import Protocol
 
 from webhooks import conf
-from webhooks.delivery.recorder import deliveries_record_results
-from webhooks.delivery.sending import SendJob, SendOutcome, job_send, jobs_claim
-from webhooks.delivery.store import Claim, deliveries_lease_renew, deliveries_release
-from webhooks.delivery.transport import Transport
-from webhooks.targets import NetworkPolicy
-from webhooks.validation import network_policy
+from webhooks.delivery.engine_parts import (
+    DatabaseStore,
+    EnginePolicy,
+    TransportSender,
+    engine_policy,
+)
+from webhooks.delivery.scheduler import FairScheduler
+from webhooks.delivery.sending import SendJob, SendOutcome
+from webhooks.delivery.store import Claim
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +54,45 @@ FLUSH_INTERVAL = 0.05  # seconds a result may wait to be recorded with others
 FLUSH_SIZE = 250  # results recorded in one transaction at most
 CLAIM_SIZE = 500  # IDs claimed in one transaction at most
 SHED_SECONDS = 1.0  # how long after a lane overflowed its endpoint's deliveries are not claimed
+STALL_SECONDS = 1.0  # no send finished for this long: the endpoint (or tenant) is stalled
+JOIN_SECONDS = 5.0  # how long shutdown waits for each thread to notice it is stopping
+
+
+class DeliveryStore(Protocol):
+    """Where deliveries are claimed, given back, kept and recorded."""
+
+    def claim(
+        self, ids: Sequence[str], *, postpone_webhooks: Collection[str], postpone_by: float
+    ) -> list[SendJob]: ...
+
+    def release(self, claims: Mapping[str, Claim], *, delay: float) -> None: ...
+
+    def renew(self, claims: Mapping[str, Claim], *, lease: float) -> None: ...
+
+    def record(self, outcomes: Sequence[SendOutcome]) -> object: ...
+
+    def close(self) -> None:
+        """Called by each of the engine's threads as it ends (its connection)."""
+
+
+class Sender(Protocol):
+    async def send(self, job: SendJob) -> SendOutcome:
+        """One attempt. Raises only for a fault of ours, never for the network's."""
+
+    async def close(self) -> None:
+        """No send after this."""
+
+
+class EngineUnavailable(RuntimeError):
+    """The engine cannot take these deliveries now; the task should be retried."""
+
+
+class EngineBusy(EngineUnavailable):
+    pass
+
+
+class EngineStopped(EngineUnavailable):
+    pass
 
 
 @dataclass
@@ -61,272 +106,455 @@ class _ClaimRequest:
 
 
 class DeliveryEngine:
-    def __init__(self, *, senders: int, max_held: int) -> None:
+    def __init__(
+        self,
+        *,
+        store: DeliveryStore,
+        sender: Sender,
+        policy: Callable[[], EnginePolicy],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self._policy = policy
+        self._clock = clock
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)  # room freed, held emptied, closing
         self._held: dict[str, Claim] = {}  # delivery -> the claim this process holds it by
-        self._idle = threading.Condition(self._lock)
-        self._room = threading.Semaphore(max_held)
+        self._room_used = 0  # held, plus reserved by tasks whose claim is under way
+        self._closing = False
+        self._closed = False
         self._results: queue.SimpleQueue[SendOutcome] = queue.SimpleQueue()
-        self._overflow: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._give_back: queue.SimpleQueue[tuple[list[str], float]] = queue.SimpleQueue()
         self._claims: queue.SimpleQueue[_ClaimRequest | None] = queue.SimpleQueue()  # None: stop
-        self._stopping = threading.Event()
+        self._next_renewal = clock() + policy().renew_every
         # Owned by the loop thread alone, so they need no lock.
-        self._lanes: dict[str, deque[SendJob]] = defaultdict(deque)
-        self._active: dict[str, int] = defaultdict(int)
-        self._progress: dict[str, float] = {}  # webhook -> when its lane last finished a send
+        self._loop = asyncio.new_event_loop()
+        self._scheduler: FairScheduler[SendJob] = FairScheduler(policy().limits)
+        self._tenant_held: dict[Hashable, int] = defaultdict(int)
+        # endpoint / tenant -> when it last started from idle or finished a send
+        self._endpoint_progress: dict[Hashable, float] = {}
+        self._tenant_progress: dict[Hashable, float] = {}
         # webhook -> until when the claimer postpones its deliveries instead of claiming
         # them (written by the loop thread; the claimer reads a copy).
         self._shedding: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._transports: dict[NetworkPolicy, Transport] = {}
-        self._loop = asyncio.new_event_loop()
-        self._slots = asyncio.Semaphore(senders)
-        self._sender = threading.Thread(
-            target=self._loop.run_forever, name="ctrlplane-send", daemon=True
-        )
-        self._sender.start()
-        self._recorder = threading.Thread(
-            target=self._record_forever, name="ctrlplane-recorder", daemon=True
-        )
-        self._recorder.start()
-        self._claimer = threading.Thread(
-            target=self._claim_forever, name="ctrlplane-claimer", daemon=True
-        )
-        self._claimer.start()
+        self._winding_down = False
+        self._threads: dict[str, threading.Thread] = {}
+        self._stop_recording = threading.Event()
+        self._stop_renewing = threading.Event()
 
-    # -- intake (Celery task threads, then the claimer thread) ----------------------------
+    def start(self) -> "DeliveryEngine":
+        """Run the engine on threads of its own (a worker process's engine)."""
+        for name, target in (
+            ("send", self._loop.run_forever),
+            ("recorder", self._record_forever),
+            ("renewer", self._renew_forever),
+            ("claimer", self._claim_forever),
+        ):
+            thread = threading.Thread(target=target, name=f"ctrlplane-{name}", daemon=True)
+            self._threads[name] = thread
+            thread.start()
+        return self
+
+    # -- intake (Celery task threads, then the claimer) ---------------------------------------
     def submit(self, ids: Sequence[str]) -> int:
         """Claim the due deliveries among `ids` and queue them for sending; returns how
         many were claimed. Returns once they are claimed (not sent), so a task's message is
-        acknowledged only when its deliveries are safely `sending` under a lease."""
-        if self._stopping.is_set():
-            raise RuntimeError("the delivery engine is shut down")
-        for _ in ids:
-            self._room.acquire()
+        acknowledged only when its deliveries are safely `sending` under a lease.
+
+        Waits at most the policy's `submit_timeout` in all, then raises `EngineBusy` (the
+        task is retried; nothing was lost: unclaimed deliveries stay due). Claims at most
+        `max_held` IDs at a time, so no request needs more room than the process has."""
+        policy = self._policy()
+        deadline = time.monotonic() + policy.submit_timeout
+        unique = list(dict.fromkeys(ids))
+        size = max(1, policy.max_held)
+        claimed = 0
+        for start in range(0, len(unique), size):
+            claimed += self._submit_chunk(unique[start : start + size], deadline)
+        return claimed
+
+    def _submit_chunk(self, ids: list[str], deadline: float) -> int:
+        self._reserve(len(ids), deadline)
         request = _ClaimRequest(ids=ids)
-        self._claims.put(request)
-        request.done.wait()
+        if "claimer" not in self._threads:
+            self._claim([request])
+        else:
+            self._claims.put(request)
+            if not request.done.wait(max(0.0, deadline - time.monotonic())):
+                # The claim goes ahead and its deliveries are sent; the retried task
+                # finds them claimed and does nothing.
+                raise EngineBusy("claiming took longer than the submit timeout")
         if request.error is not None:
             raise request.error
         return request.claimed
 
+    def _reserve(self, count: int, deadline: float) -> None:
+        """Take room for `count` deliveries at once, or none: tasks that each held part
+        of what they need could otherwise wait for each other forever."""
+        with self._changed:
+            fits = self._changed.wait_for(
+                lambda: self._closing or self._room_used + count <= max(1, self._policy().max_held),
+                timeout=max(0.0, deadline - time.monotonic()),
+            )
+            if self._closing:
+                raise EngineStopped("the delivery engine is shutting down")
+            if not fits:
+                raise EngineBusy(
+                    f"no room for {count} deliveries: this process holds {len(self._held)} "
+                    "(WEBHOOKS_ENGINE_MAX_HELD)"
+                )
+            self._room_used += count
+
+    def _unreserve(self, count: int) -> None:
+        if count:
+            with self._changed:
+                self._room_used -= count
+                self._changed.notify_all()
+
     def _claim_forever(self) -> None:
-        while True:
-            first = self._claims.get()
-            if first is None:
-                connection.close()
-                return
-            batch, size = [first], len(first.ids)
-            while size < CLAIM_SIZE:
-                try:
-                    request = self._claims.get_nowait()
-                except queue.Empty:
-                    break
-                if request is None:
-                    self._claims.put(None)  # stop after this batch
-                    break
-                batch.append(request)
-                size += len(request.ids)
-            self._claim(batch)
+        try:
+            while True:
+                first = self._claims.get()
+                if first is None:
+                    return
+                batch, size = [first], len(first.ids)
+                while size < CLAIM_SIZE:
+                    try:
+                        request = self._claims.get_nowait()
+                    except queue.Empty:
+                        break
+                    if request is None:
+                        self._claims.put(None)  # stop after this batch
+                        break
+                    batch.append(request)
+                    size += len(request.ids)
+                self._claim(batch)
+        finally:
+            self._store.close()
 
     def _claim(self, batch: list[_ClaimRequest]) -> None:
         ids = [pk for request in batch for pk in request.ids]
-        now = time.monotonic()
-        shedding = {hook for hook, until in self._shedding.copy().items() if until > now}
+        if self._closing:
+            self._unreserve(len(ids))
+            self._fail(batch, EngineStopped("the delivery engine is shutting down"))
+            return
+        now = self._clock()
+        shedding = {hook for hook, until in self._shedding.items() if until > now}
         try:
-            jobs = jobs_claim(
-                ids=ids, postpone_webhooks=shedding, postpone_by=conf.lane_overflow_delay()
+            jobs = self._store.claim(
+                ids, postpone_webhooks=shedding, postpone_by=self._policy().overflow_delay
             )
         except Exception as exc:
-            close_old_connections()  # drop a broken connection; the next claim reconnects
-            self._release(len(ids))
-            for request in batch:
-                request.error = exc
-                request.done.set()
+            self._unreserve(len(ids))
+            self._fail(batch, exc)
             return
-        self._release(len(ids) - len(jobs))
+        self._unreserve(len(ids) - len(jobs))
         if jobs:
             with self._lock:
                 self._held.update((job.delivery.pk, job.claim) for job in jobs)
-            self._loop.call_soon_threadsafe(self._enqueue_all, jobs)
+            self._loop.call_soon_threadsafe(self._accept, jobs)
         claimed = {job.delivery.pk for job in jobs}
         for request in batch:
-            request.claimed = sum(1 for pk in set(request.ids) if pk in claimed)
+            request.claimed = sum(1 for pk in request.ids if pk in claimed)
             request.done.set()
 
-    # -- sending (loop thread) -----------------------------------------------------------
-    def _enqueue_all(self, jobs: Sequence[SendJob]) -> None:
+    @staticmethod
+    def _fail(batch: list[_ClaimRequest], error: Exception) -> None:
+        for request in batch:
+            request.error = error
+            request.done.set()
+
+    # -- scheduling and sending (loop thread) -------------------------------------------------
+    def _accept(self, jobs: Sequence[SendJob]) -> None:
+        policy = self._policy()
+        now = self._clock()
+        overflow: list[str] = []
         for job in jobs:
-            self._enqueue(job)
-
-    def _enqueue(self, job: SendJob) -> None:
-        self._progress.setdefault(job.webhook_id, time.monotonic())
-        # Read per job, so a settings change applies without restarting the engine.
-        if self._active[job.webhook_id] >= conf.max_in_flight_per_endpoint():
-            lane = self._lanes[job.webhook_id]
-            # Only a stalled lane overflows: a fast endpoint may queue a burst (bounded by
-            # WEBHOOKS_ENGINE_MAX_HELD), a stuck one may not hoard the process.
-            stalled = time.monotonic() - self._progress[job.webhook_id] > 1.0
-            if len(lane) < conf.lane_max_queued() or not stalled:
-                lane.append(job)
+            if self._winding_down:
+                self._give_back.put(([job.delivery.pk], 0.0))
+            elif self._overflows(job, policy, now):
+                # Given back to the database for later (the recorder writes), and this
+                # endpoint's deliveries are not claimed for a while. (Replaced, never
+                # changed in place: the claimer reads it from its own thread.)
+                overflow.append(job.delivery.pk)
+                self._shedding = {
+                    **{hook: until for hook, until in self._shedding.items() if until > now},
+                    job.webhook_id: now + SHED_SECONDS,
+                }
             else:
-                # Give the delivery back to the database for later (the recorder writes),
-                # and stop claiming this endpoint's deliveries for a while.
-                self._overflow.put(job.delivery.pk)
-                self._shedding[job.webhook_id] = time.monotonic() + SHED_SECONDS
+                self._scheduler.offer(job)
+                self._tenant_held[job.tenant_id] += 1
+        if overflow:
+            self._give_back.put((overflow, policy.overflow_delay))
+        self._pump(policy)
+
+    def _overflows(self, job: SendJob, policy: EnginePolicy, now: float) -> bool:
+        """Only a stalled endpoint, or a stalled tenant, overflows: a fast one may queue a
+        burst (bounded by WEBHOOKS_ENGINE_MAX_HELD), a stuck one may not hoard the process."""
+        endpoint_full = self._scheduler.waiting(job.webhook_id) >= policy.lane_max_queued
+        if endpoint_full and self._stalled(self._endpoint_progress, job.webhook_id, now):
+            return True
+        tenant_full = self._tenant_held[job.tenant_id] >= policy.tenant_max_held
+        return tenant_full and self._stalled(self._tenant_progress, job.tenant_id, now)
+
+    @staticmethod
+    def _stalled(progress: Mapping[Hashable, float], key: Hashable, now: float) -> bool:
+        """Sending, and nothing finished for STALL_SECONDS."""
+        since = progress.get(key)
+        return since is not None and now - since > STALL_SECONDS
+
+    def _pump(self, policy: EnginePolicy | None = None) -> None:
+        """Start every job the scheduler lets start now."""
+        if self._winding_down or self._loop.is_closed():
             return
-        self._active[job.webhook_id] += 1
-        task = self._loop.create_task(self._run_lane(job))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._scheduler.limits = (policy or self._policy()).limits
+        now = self._clock()
+        while (job := self._scheduler.next()) is not None:
+            # Progress clocks run while something is in flight (see _stalled).
+            self._endpoint_progress.setdefault(job.webhook_id, now)
+            self._tenant_progress.setdefault(job.tenant_id, now)
+            task = self._loop.create_task(self._run(job))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _run_lane(self, job: SendJob | None) -> None:
-        while job is not None:
-            try:
-                async with self._slots:
-                    outcome = await job_send(job, self._transport())
-                self._results.put(outcome)
-            except Exception:
-                # Unexpected (not a network error): leave the row `sending`; the lease runs
-                # out and the sweeper retries it.
-                logger.exception("sending delivery %s failed", job.delivery.pk)
-                self._forget([job.delivery.pk])
-            self._progress[job.webhook_id] = time.monotonic()
-            lane = self._lanes[job.webhook_id]
-            if lane:
-                job = lane.popleft()
-            else:
-                self._active[job.webhook_id] -= 1
-                job = None
-
-    def _transport(self) -> Transport:
-        # Per policy, read per send, so a settings change applies without a restart.
-        policy = network_policy()
-        transport = self._transports.get(policy)
-        if transport is None:
-            transport = self._transports[policy] = Transport(policy)
-        return transport
-
-    async def _close_transports(self) -> None:
-        for transport in self._transports.values():
-            await transport.close()
-
-    # -- recording ---------------------------------------------------------------------
-    def _record_forever(self) -> None:
-        renew_every = conf.sending_lease().total_seconds() / 3
-        last_renewal = time.monotonic()
-        while True:
-            self._give_back_overflow()
-            batch = self._take_batch()
-            if batch:
-                try:
-                    self._record(batch)
-                finally:
-                    self._forget([o.job.delivery.pk for o in batch])
-            if time.monotonic() - last_renewal >= renew_every:
-                self._renew_leases()
-                last_renewal = time.monotonic()
-            if self._stopping.is_set() and not batch and self.held() == 0:
-                connection.close()
-                return
-
-    def _record(self, batch: list[SendOutcome], tries: int = 3) -> None:
-        failed = "recording %d results failed; the sweeper will retry them"
-        for attempt in range(1, tries + 1):
-            try:
-                deliveries_record_results(outcomes=batch)
-                return
-            except OperationalError:
-                # A deadlock or serialisation failure rolled the whole batch back: again.
-                if attempt == tries:
-                    logger.exception(failed, len(batch))
-                    return
-                close_old_connections()
-                time.sleep(0.05 * attempt)
-            except Exception:
-                logger.exception(failed, len(batch))
-                return
-
-    def _give_back_overflow(self) -> None:
-        ids: list[str] = []
-        while True:
-            try:
-                ids.append(self._overflow.get_nowait())
-            except queue.Empty:
-                break
-        if not ids:
-            return
-        with self._lock:
-            claims = {pk: self._held[pk] for pk in ids if pk in self._held}
+    async def _run(self, job: SendJob) -> None:
         try:
-            deliveries_release(claims=claims, delay=conf.lane_overflow_delay())
+            outcome = await self._sender.send(job)
+        except asyncio.CancelledError:
+            # Shutdown's deadline passed mid-request: given back, due again now. The
+            # receiver may have it; delivery is at least once.
+            self._give_back.put(([job.delivery.pk], 0.0))
+            raise
         except Exception:
-            logger.exception(
-                "giving back %d deliveries failed; their leases will run out", len(ids)
-            )
+            # A fault of ours, not the network's: leave the row `sending`; the lease runs
+            # out and the sweeper retries it.
+            logger.exception("sending delivery %s failed", job.delivery.pk)
+            self._forget([job.delivery.pk])
+        else:
+            self._results.put(outcome)
         finally:
-            self._forget(ids)
+            self._finished(job)
 
-    def _take_batch(self) -> list[SendOutcome]:
+    def _finished(self, job: SendJob) -> None:
+        self._scheduler.done(job)
+        now = self._clock()
+        endpoint, tenant = job.webhook_id, job.tenant_id
+        self._tenant_held[tenant] -= 1
+        if not self._tenant_held[tenant]:
+            del self._tenant_held[tenant]
+        for progress, key, running in (
+            (self._endpoint_progress, endpoint, self._scheduler.running(endpoint=endpoint)),
+            (self._tenant_progress, tenant, self._scheduler.running(tenant=tenant)),
+        ):
+            if running:
+                progress[key] = now
+            else:
+                progress.pop(key, None)
+        self._pump()
+
+    # -- recording and giving back (recorder thread) ------------------------------------------
+    def _record_forever(self) -> None:
         try:
-            first = self._results.get(timeout=FLUSH_INTERVAL)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + FLUSH_INTERVAL
-        while len(batch) < FLUSH_SIZE and time.monotonic() < deadline:
+            while True:
+                stopping = self._stop_recording.is_set()
+                self._give_back_pending()
+                batch = self._take_batch(timeout=FLUSH_INTERVAL)
+                if batch:
+                    self._record(batch)
+                elif stopping and self._give_back.empty():
+                    return
+        finally:
+            self._store.close()
+
+    def record_pending(self) -> int:
+        """Record every finished attempt and give back what was refused; returns how many
+        attempts were recorded."""
+        self._give_back_pending()
+        recorded = 0
+        while batch := self._take_batch(timeout=None):
+            self._record(batch)
+            recorded += len(batch)
+        return recorded
+
+    def _take_batch(self, timeout: float | None) -> list[SendOutcome]:
+        """Up to FLUSH_SIZE results: with `timeout`, waiting that long for the first and
+        gathering others for FLUSH_INTERVAL; without, those already there."""
+        batch: list[SendOutcome] = []
+        deadline = time.monotonic() + (FLUSH_INTERVAL if timeout is not None else 0.0)
+        while len(batch) < FLUSH_SIZE:
             try:
-                batch.append(self._results.get(timeout=max(0.0, deadline - time.monotonic())))
+                if timeout is None:
+                    batch.append(self._results.get_nowait())
+                elif not batch:
+                    batch.append(self._results.get(timeout=timeout))
+                else:
+                    wait = max(0.0, deadline - time.monotonic())
+                    batch.append(self._results.get(timeout=wait))
             except queue.Empty:
                 break
         return batch
 
-    def _renew_leases(self) -> None:
-        with self._lock:
-            held = dict(self._held)
-        if not held:
-            return
+    def _record(self, batch: list[SendOutcome]) -> None:
         try:
-            deliveries_lease_renew(claims=held, until=timezone.now() + conf.sending_lease())
+            self._store.record(batch)
         except Exception:
-            logger.exception("renewing leases failed")
+            logger.exception("recording %d results failed; the sweeper will retry them", len(batch))
         finally:
-            close_old_connections()
+            self._forget([o.job.delivery.pk for o in batch])
+
+    def _give_back_pending(self) -> None:
+        by_delay: dict[float, list[str]] = defaultdict(list)
+        while True:
+            try:
+                ids, delay = self._give_back.get_nowait()
+            except queue.Empty:
+                break
+            by_delay[delay].extend(ids)
+        for delay, ids in by_delay.items():
+            with self._lock:
+                claims = {pk: self._held[pk] for pk in ids if pk in self._held}
+            try:
+                self._store.release(claims, delay=delay)
+            except Exception:
+                logger.exception(
+                    "giving back %d deliveries failed; their leases will run out", len(ids)
+                )
+            finally:
+                self._forget(ids)
 
     def _forget(self, ids: Sequence[str]) -> None:
+        with self._changed:
+            forgotten = sum(1 for pk in ids if self._held.pop(pk, None) is not None)
+            self._room_used -= forgotten
+            self._changed.notify_all()
+
+    # -- lease renewal (renewer thread) -------------------------------------------------------
+    def _renew_forever(self) -> None:
+        try:
+            while not self._stop_renewing.wait(
+                min(1.0, max(0.01, self._next_renewal - self._clock()))
+            ):
+                self.renew_due()
+        finally:
+            self._store.close()
+
+    def renew_due(self) -> bool:
+        """Renew the leases of everything held, if a renewal is due; True if it was."""
+        now = self._clock()
+        if now < self._next_renewal:
+            return False
+        policy = self._policy()
+        self._next_renewal = now + policy.renew_every
         with self._lock:
-            for pk in ids:
-                self._held.pop(pk, None)
-            if not self._held:
-                self._idle.notify_all()
-        self._release(len(ids))
+            held = dict(self._held)
+        if held:
+            try:
+                self._store.renew(held, lease=policy.lease)
+            except Exception:
+                logger.exception("renewing %d leases failed", len(held))
+        return True
 
-    def _release(self, count: int) -> None:
-        for _ in range(count):
-            self._room.release()
+    # -- driving by hand (tests, and the synchronous path of tests/delivery.py) ---------------
+    def run_pending(self) -> None:
+        """Run the event loop until nothing is ready to run: sends waiting on the network
+        (or on a future the caller controls) stay where they are."""
+        ready = getattr(self._loop, "_ready", None)  # asyncio's queue of ready callbacks
+        for _ in range(10_000):
+            self._loop.run_until_complete(asyncio.sleep(0))
+            if not ready:
+                return
 
-    # -- observing and stopping ----------------------------------------------------------
+    def run_until_idle(self, timeout: float = 60.0) -> None:
+        """Send and record everything claimed, in the calling thread."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.run_pending()
+            if self._tasks:
+                self._loop.run_until_complete(
+                    asyncio.wait(
+                        set(self._tasks),
+                        timeout=max(0.0, deadline - time.monotonic()),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                )
+            self.record_pending()
+            if not self._tasks or time.monotonic() > deadline:
+                return
+
+    # -- observing and stopping ---------------------------------------------------------------
     def held(self) -> int:
         with self._lock:
             return len(self._held)
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until everything submitted is sent and recorded."""
-        with self._lock:
-            return self._idle.wait_for(lambda: not self._held, timeout=timeout)
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._held, timeout=timeout)
 
     def shutdown(self, timeout: float) -> None:
-        """Finish what is held (up to `timeout`), record it, and stop."""
-        self.wait_idle(timeout)
-        self._stopping.set()
+        """Warm shutdown: take nothing new, give back what waits, let what is in flight
+        finish for up to `timeout` seconds, give back what did not, record everything,
+        close the connections for good and stop the threads. Nothing held is left to
+        its lease."""
+        with self._changed:
+            if self._closing:
+                return
+            self._closing = True
+            self._changed.notify_all()
         self._claims.put(None)
+        self._join("claimer")
         try:
-            asyncio.run_coroutine_threadsafe(self._close_transports(), self._loop).result(5)
+            if "send" in self._threads:
+                wind_down = asyncio.run_coroutine_threadsafe(self._wind_down(timeout), self._loop)
+                wind_down.result(timeout + JOIN_SECONDS)
+            else:
+                self._loop.run_until_complete(self._wind_down(timeout))
         except Exception:
-            logger.warning("closing connections on shutdown failed", exc_info=True)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._recorder.join(timeout=5)
-        self._claimer.join(timeout=5)
+            logger.warning("stopping the delivery engine's sends failed", exc_info=True)
+        if "send" in self._threads:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._join("send")
+        self._stop_recording.set()
+        if "recorder" in self._threads:
+            self._join("recorder")
+        else:
+            self.record_pending()
+        self._stop_renewing.set()
+        self._join("renewer")
+        if not self._loop.is_running():
+            self._loop.close()
+        with self._lock:
+            left = len(self._held)
+            self._closed = True
+        if left:
+            logger.warning("%d deliveries still held at shutdown; their leases will run out", left)
+
+    async def _wind_down(self, timeout: float) -> None:
+        self._winding_down = True
+        waiting = self._scheduler.drain()
+        for job in waiting:
+            self._tenant_held[job.tenant_id] -= 1
+        if waiting:
+            self._give_back.put(([job.delivery.pk for job in waiting], 0.0))
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self._sender.close()
+
+    def _join(self, name: str) -> None:
+        thread = self._threads.get(name)
+        if thread is not None:
+            thread.join(JOIN_SECONDS)
+            if thread.is_alive():
+                logger.warning("the delivery engine's %s thread did not stop", name)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
 
 _engine: DeliveryEngine | None = None
@@ -339,9 +567,10 @@ def get_engine() -> DeliveryEngine:
         with _engine_lock:
             if _engine is None:
                 _engine = DeliveryEngine(
-                    senders=conf.engine_senders(),
-                    max_held=conf.engine_max_held(),
-                )
+                    store=DatabaseStore(),
+                    sender=TransportSender(resolver_threads=conf.engine_senders()),
+                    policy=engine_policy,
+                ).start()
     return _engine
 
 

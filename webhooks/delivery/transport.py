@@ -19,8 +19,10 @@ import socket
 import ssl
 import time
 from collections.abc import Collection, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -155,15 +157,19 @@ class PolicyResolver(AbstractResolver):
     (rebinding) cannot slip through.
     """
 
-    def __init__(self, policy: NetworkPolicy) -> None:
+    def __init__(self, policy: NetworkPolicy, *, executor: Executor | None = None) -> None:
         self.policy = policy
+        # Lookups block a thread each; None is the loop's default pool (a few threads,
+        # shared with everything else on the loop).
+        self.executor = executor
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         loop = asyncio.get_running_loop()
+        lookup = partial(socket.getaddrinfo, host, port, family=family, type=socket.SOCK_STREAM)
         try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
+            infos = await loop.run_in_executor(self.executor, lookup)
         except (socket.gaierror, UnicodeError) as exc:
             raise ResolutionFailed(f"could not resolve {host}: {exc}") from None
         addresses = checked_addresses(
@@ -214,9 +220,16 @@ class Transport:
     Create it anywhere; its session is made on first use, inside the loop that sends.
     """
 
-    def __init__(self, policy: NetworkPolicy, *, ca_certs: str | None = None) -> None:
+    def __init__(
+        self,
+        policy: NetworkPolicy,
+        *,
+        ca_certs: str | None = None,
+        resolver_executor: Executor | None = None,
+    ) -> None:
         self.policy = policy
         self._ca_certs = ca_certs or certifi.where()
+        self._resolver_executor = resolver_executor
         self._session: aiohttp.ClientSession | None = None
         self._fresh_session: aiohttp.ClientSession | None = None
 
@@ -234,7 +247,7 @@ class Transport:
 
     def _new_session(self, *, force_close: bool) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
-            resolver=PolicyResolver(self.policy),
+            resolver=PolicyResolver(self.policy, executor=self._resolver_executor),
             ssl=ssl.create_default_context(cafile=self._ca_certs),
             limit=0,  # the engine's lanes and sender slots bound concurrency
             ttl_dns_cache=10,  # answers are cached only after the policy passed them

@@ -353,3 +353,29 @@ def test_one_tenants_hostile_receivers_cost_another_tenant_nothing(
     nul = Attempt.objects.get(delivery__webhook=hostile[0])
     assert (nul.response_body, nul.response_body_bytes) == ("ok\ufffd", 3)
     assert Attempt.objects.get(delivery__webhook=locked).error_kind == "secret_unavailable"
+
+
+def test_one_tenants_hanging_endpoints_leave_another_tenant_its_share(
+    celery_worker, receiver, tenant, other_tenant, settings
+):
+    """The issue's case, end to end: tenant A's 20 webhooks hang past the timeout, with 4
+    deliveries each (80 wanted in flight, more than the 64 senders); tenant B's delivery
+    still goes out and is recorded while all of A's requests are hanging."""
+    settings.WEBHOOKS_RETRY_SCHEDULE = [0]  # one attempt each, so the test ends
+    settings.WEBHOOKS_TIMEOUT = 6
+    hanging = [
+        webhook_create(tenant=tenant, url=receiver.route(f"/dead{n}", hang(8))) for n in range(20)
+    ]
+    healthy = webhook_create(tenant=other_tenant, url=receiver.route("/ok", status(204)))
+
+    for _ in range(4):
+        events.publish("health.failed", tenant=tenant)
+    dead_requests = lambda: sum(len(receiver.requests_to(f"/dead{n}")) for n in range(20))  # noqa: E731
+    wait_until(lambda: dead_requests() >= settings.WEBHOOKS_ENGINE_MAX_IN_FLIGHT_PER_TENANT)
+    events.publish("health.passed", tenant=other_tenant)
+
+    wait_for_status(healthy, DeliveryStatus.SUCCEEDED)
+    # B was delivered while A's first requests still hang: none of A's has ended.
+    assert not Attempt.objects.filter(delivery__webhook__in=hanging).exists()
+    assert dead_requests() == settings.WEBHOOKS_ENGINE_MAX_IN_FLIGHT_PER_TENANT  # A's share
+    assert len(receiver.requests_to("/ok")) == 1

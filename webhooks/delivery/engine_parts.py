@@ -1,0 +1,166 @@
+"""The parts a worker process's delivery engine is built from: its policy (the settings),
+its store (the database) and its sender (the HTTP transport).
+
+`engine.get_engine()` wires these; tests give the engine fakes of their own instead.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import OperationalError, close_old_connections, connection
+from django.utils import timezone
+
+from webhooks import conf
+from webhooks.delivery.recorder import AttemptOutcome, deliveries_record_results
+from webhooks.delivery.scheduler import Limits
+from webhooks.delivery.sending import SendJob, SendOutcome, job_send, jobs_claim
+from webhooks.delivery.store import Claim, deliveries_lease_renew, deliveries_release
+from webhooks.delivery.transport import Transport
+from webhooks.targets import NetworkPolicy
+from webhooks.validation import network_policy
+
+logger = logging.getLogger(__name__)
+
+RECORD_TRIES = 3
+
+
+@dataclass(frozen=True)
+class EnginePolicy:
+    senders: int  # jobs in flight in all
+    per_tenant: int  # jobs of one tenant in flight
+    per_endpoint: int  # jobs of one endpoint in flight (its lane)
+    max_held: int  # deliveries claimed and not yet recorded or given back
+    lane_max_queued: int  # jobs a stalled endpoint may have waiting
+    overflow_delay: float  # seconds before a delivery given back is due again
+    lease: float  # seconds a claim's lease lasts; renewed every third of it
+    submit_timeout: float  # longest a task waits for room and for its claim
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            senders=self.senders, per_tenant=self.per_tenant, per_endpoint=self.per_endpoint
+        )
+
+    @property
+    def tenant_max_held(self) -> int:
+        """What a stalled tenant may hold: its in-flight share of `max_held`, so the
+        backlog of one tenant's dead endpoints cannot leave others no room to claim."""
+        return max(1, self.max_held * min(self.per_tenant, self.senders) // self.senders)
+
+    @property
+    def renew_every(self) -> float:
+        return self.lease / 3
+
+
+def engine_policy() -> EnginePolicy:
+    """The engine's policy from the settings, read at every decision."""
+    return EnginePolicy(
+        senders=conf.engine_senders(),
+        per_tenant=conf.engine_max_in_flight_per_tenant(),
+        per_endpoint=conf.max_in_flight_per_endpoint(),
+        max_held=conf.engine_max_held(),
+        lane_max_queued=conf.lane_max_queued(),
+        overflow_delay=conf.lane_overflow_delay(),
+        lease=conf.sending_lease().total_seconds(),
+        # In that time every request in flight has ended, so room was made if any can be.
+        submit_timeout=conf.request_timeout(),
+    )
+
+
+class DatabaseStore:
+    """The engine's store: the delivery store's guarded writes and the recorder."""
+
+    def __init__(self, *, now: Callable[[], datetime] | None = None) -> None:
+        self._now = now  # for tests that claim "later"; otherwise the database's now
+
+    def claim(
+        self, ids: Sequence[str], *, postpone_webhooks: Collection[str], postpone_by: float
+    ) -> list[SendJob]:
+        try:
+            return jobs_claim(
+                ids=ids,
+                now=self._now() if self._now else None,
+                postpone_webhooks=postpone_webhooks,
+                postpone_by=postpone_by,
+            )
+        except Exception:
+            close_old_connections()  # drop a broken connection; the next claim reconnects
+            raise
+
+    def release(self, claims: Mapping[str, Claim], *, delay: float) -> None:
+        deliveries_release(claims=claims, delay=delay)
+
+    def renew(self, claims: Mapping[str, Claim], *, lease: float) -> None:
+        try:
+            deliveries_lease_renew(claims=claims, until=timezone.now() + timedelta(seconds=lease))
+        finally:
+            close_old_connections()
+
+    def record(self, outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
+        for attempt in range(1, RECORD_TRIES + 1):
+            try:
+                return deliveries_record_results(outcomes=outcomes)
+            except OperationalError:
+                # A deadlock or serialisation failure rolled the whole batch back: again.
+                if attempt == RECORD_TRIES:
+                    raise
+                close_old_connections()
+                time.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        connection.close()
+
+
+class SenderClosed(RuntimeError):
+    pass
+
+
+class TransportSender:
+    """Sends on keep-alive connections, one transport per network policy (read per send,
+    so a settings change applies without a restart).
+
+    Names are resolved on a thread pool of its own, one thread per sender: every lookup
+    runs inside a send, which holds one of the engine's in-flight slots and counts in its
+    tenant's share, so no tenant's hanging lookups can hold more threads than its share,
+    and no lookup waits for a thread that another tenant's lookup holds. (The loop's
+    default pool has a handful of threads, shared with everything else.)
+    """
+
+    def __init__(
+        self,
+        *,
+        resolver_threads: int,
+        policy: Callable[[], NetworkPolicy] = network_policy,
+    ) -> None:
+        self._policy = policy
+        self._transports: dict[NetworkPolicy, Transport] = {}
+        self._resolver = ThreadPoolExecutor(
+            max_workers=max(1, resolver_threads), thread_name_prefix="ctrlplane-resolve"
+        )
+        self._closed = False
+
+    async def send(self, job: SendJob) -> SendOutcome:
+        if self._closed:
+            raise SenderClosed("the sender is closed")
+        return await job_send(job, self._transport())
+
+    def _transport(self) -> Transport:
+        policy = self._policy()
+        transport = self._transports.get(policy)
+        if transport is None:
+            transport = self._transports[policy] = Transport(
+                policy, resolver_executor=self._resolver
+            )
+        return transport
+
+    async def close(self) -> None:
+        """Close the connections for good: a send after this raises, never reopens one."""
+        self._closed = True
+        for transport in self._transports.values():
+            await transport.close()
+        self._resolver.shutdown(wait=False, cancel_futures=True)
