@@ -33,7 +33,9 @@ def delivery_attempt(*, delivery_id: str, now: datetime | None = None) -> Attemp
     delivery cancelled at claim (its webhook is disabled) reports `cancelled`."""
     store = _KeepingStore(now=now)
     engine = DeliveryEngine(
-        store=store, sender=TransportSender(resolver_threads=1), policy=engine_policy
+        store=store,
+        sender=TransportSender(resolver_threads=1, lookups_per_tenant=lambda: 1),
+        policy=engine_policy,
     )
     try:
         claimed = engine.submit([delivery_id])

@@ -568,7 +568,10 @@ def get_engine() -> DeliveryEngine:
             if _engine is None:
                 _engine = DeliveryEngine(
                     store=DatabaseStore(),
-                    sender=TransportSender(resolver_threads=conf.engine_senders()),
+                    sender=TransportSender(
+                        resolver_threads=conf.engine_senders(),
+                        lookups_per_tenant=conf.engine_max_in_flight_per_tenant,
+                    ),
                     policy=engine_policy,
                 ).start()
     return _engine

@@ -7,7 +7,6 @@ its store (the database) and its sender (the HTTP transport).
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,6 +14,7 @@ from django.db import OperationalError, close_old_connections, connection
 from django.utils import timezone
 
 from webhooks import conf
+from webhooks.delivery.lookups import LookupPool, lookup_owner
 from webhooks.delivery.recorder import AttemptOutcome, deliveries_record_results
 from webhooks.delivery.scheduler import Limits
 from webhooks.delivery.sending import SendJob, SendOutcome, job_send, jobs_claim
@@ -124,38 +124,36 @@ class TransportSender:
     """Sends on keep-alive connections, one transport per network policy (read per send,
     so a settings change applies without a restart).
 
-    Names are resolved on a thread pool of its own, one thread per sender: every lookup
-    runs inside a send, which holds one of the engine's in-flight slots and counts in its
-    tenant's share, so no tenant's hanging lookups can hold more threads than its share,
-    and no lookup waits for a thread that another tenant's lookup holds. (The loop's
-    default pool has a handful of threads, shared with everything else.)
+    Names are resolved on a thread pool of the sender's own (`lookups`), one thread per
+    sender, of which one tenant may keep at most its in-flight share busy, counted until
+    each thread is free again, so one tenant's hanging lookups cannot hold the threads
+    other tenants' lookups need. (The loop's default pool has a handful of threads,
+    shared with everything else.)
     """
 
     def __init__(
         self,
         *,
         resolver_threads: int,
+        lookups_per_tenant: Callable[[], int],
         policy: Callable[[], NetworkPolicy] = network_policy,
     ) -> None:
         self._policy = policy
         self._transports: dict[NetworkPolicy, Transport] = {}
-        self._resolver = ThreadPoolExecutor(
-            max_workers=max(1, resolver_threads), thread_name_prefix="ctrlplane-resolve"
-        )
+        self._lookups = LookupPool(threads=resolver_threads, per_owner=lookups_per_tenant)
         self._closed = False
 
     async def send(self, job: SendJob) -> SendOutcome:
         if self._closed:
             raise SenderClosed("the sender is closed")
+        lookup_owner.set(job.tenant_id)  # this send's own task: its context only
         return await job_send(job, self._transport())
 
     def _transport(self) -> Transport:
         policy = self._policy()
         transport = self._transports.get(policy)
         if transport is None:
-            transport = self._transports[policy] = Transport(
-                policy, resolver_executor=self._resolver
-            )
+            transport = self._transports[policy] = Transport(policy, lookups=self._lookups)
         return transport
 
     async def close(self) -> None:
@@ -163,4 +161,4 @@ class TransportSender:
         self._closed = True
         for transport in self._transports.values():
             await transport.close()
-        self._resolver.shutdown(wait=False, cancel_futures=True)
+        self._lookups.shutdown()

@@ -19,10 +19,8 @@ import socket
 import ssl
 import time
 from collections.abc import Collection, Mapping, Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 import aiohttp
@@ -31,6 +29,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from yarl import URL
 
+from webhooks.delivery.lookups import LookupPool
 from webhooks.delivery.signing import signature_header
 from webhooks.delivery.storable import Withheld, storable_headers, storable_text
 from webhooks.header_secrets import REDACTED, is_sensitive
@@ -157,19 +156,21 @@ class PolicyResolver(AbstractResolver):
     (rebinding) cannot slip through.
     """
 
-    def __init__(self, policy: NetworkPolicy, *, executor: Executor | None = None) -> None:
+    def __init__(self, policy: NetworkPolicy, *, lookups: LookupPool | None = None) -> None:
         self.policy = policy
-        # Lookups block a thread each; None is the loop's default pool (a few threads,
-        # shared with everything else on the loop).
-        self.executor = executor
+        # Lookups block a thread each; without a pool of their own they run on the loop's
+        # default executor (a few threads, shared with everything else on the loop).
+        self.lookups = lookups
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         loop = asyncio.get_running_loop()
-        lookup = partial(socket.getaddrinfo, host, port, family=family, type=socket.SOCK_STREAM)
         try:
-            infos = await loop.run_in_executor(self.executor, lookup)
+            if self.lookups is not None:
+                infos = await self.lookups.getaddrinfo(host, port, family=family)
+            else:
+                infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
         except (socket.gaierror, UnicodeError) as exc:
             raise ResolutionFailed(f"could not resolve {host}: {exc}") from None
         addresses = checked_addresses(
@@ -225,11 +226,11 @@ class Transport:
         policy: NetworkPolicy,
         *,
         ca_certs: str | None = None,
-        resolver_executor: Executor | None = None,
+        lookups: LookupPool | None = None,
     ) -> None:
         self.policy = policy
         self._ca_certs = ca_certs or certifi.where()
-        self._resolver_executor = resolver_executor
+        self._lookups = lookups
         self._session: aiohttp.ClientSession | None = None
         self._fresh_session: aiohttp.ClientSession | None = None
 
@@ -247,7 +248,7 @@ class Transport:
 
     def _new_session(self, *, force_close: bool) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
-            resolver=PolicyResolver(self.policy, executor=self._resolver_executor),
+            resolver=PolicyResolver(self.policy, lookups=self._lookups),
             ssl=ssl.create_default_context(cafile=self._ca_certs),
             limit=0,  # the engine's lanes and sender slots bound concurrency
             ttl_dns_cache=10,  # answers are cached only after the policy passed them

@@ -465,7 +465,11 @@ def test_a_send_failing_on_our_side_is_left_to_its_lease(store, clock):
 
 
 def test_a_closed_transport_sender_never_reopens():
-    sender = TransportSender(resolver_threads=1, policy=lambda: NetworkPolicy.from_names([]))
+    sender = TransportSender(
+        resolver_threads=1,
+        lookups_per_tenant=lambda: 1,
+        policy=lambda: NetworkPolicy.from_names([]),
+    )
     job = SendJob(delivery=Delivery(id="d1", tenant_id=1, webhook_id="w1"), secrets=())
 
     async def close_then_send() -> None:
