@@ -5,7 +5,10 @@ In the order a delivery meets them:
 - `fanout`: the bus subscriber that writes one delivery per matching webhook, inside the
   publisher's transaction.
 - `dispatch`: hands delivery IDs to the broker after COMMIT (and again from the sweeper).
-- `engine`: the per-worker-process scheduler that claims, sends and records.
+- `engine`: the per-worker-process engine that claims, sends and records; it takes its
+  parts as arguments (`engine_parts` holds the real ones: the settings, the database
+  store, the HTTP sender) and asks `scheduler` (pure: fair shares per tenant, lanes per
+  endpoint) what to send next. `lookups` resolves names on threads shared out per tenant.
 - `store`: every write to a delivery's state, each one guarded by the claim it acts for.
 - `transitions`: the pure state machine that decides a delivery's next state.
 - `recorder`: applies the state machine to a batch of results, through the store.

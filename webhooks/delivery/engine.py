@@ -269,6 +269,7 @@ class DeliveryEngine:
     # -- scheduling and sending (loop thread) -------------------------------------------------
     def _accept(self, jobs: Sequence[SendJob]) -> None:
         policy = self._policy()
+        self._scheduler.limits = policy.limits  # a settings change applies from here on
         now = self._clock()
         overflow: list[str] = []
         for job in jobs:
@@ -288,7 +289,7 @@ class DeliveryEngine:
                 self._tenant_held[job.tenant_id] += 1
         if overflow:
             self._give_back.put((overflow, policy.overflow_delay))
-        self._pump(policy)
+        self._pump()
 
     def _overflows(self, job: SendJob, policy: EnginePolicy, now: float) -> bool:
         """Only a stalled endpoint, or a stalled tenant, overflows: a fast one may queue a
@@ -305,11 +306,12 @@ class DeliveryEngine:
         since = progress.get(key)
         return since is not None and now - since > STALL_SECONDS
 
-    def _pump(self, policy: EnginePolicy | None = None) -> None:
-        """Start every job the scheduler lets start now."""
+    def _pump(self) -> None:
+        """Start every job the scheduler lets start now (within the caps as of the last
+        claim: reading the settings for every finished send would cost more than the
+        scheduling)."""
         if self._winding_down or self._loop.is_closed():
             return
-        self._scheduler.limits = (policy or self._policy()).limits
         now = self._clock()
         while (job := self._scheduler.next()) is not None:
             # Progress clocks run while something is in flight (see _stalled).
@@ -379,16 +381,17 @@ class DeliveryEngine:
         return recorded
 
     def _take_batch(self, timeout: float | None) -> list[SendOutcome]:
-        """Up to FLUSH_SIZE results: with `timeout`, waiting that long for the first and
+        """Up to FLUSH_SIZE results: with `timeout`, waiting that long for the first, then
         gathering others for FLUSH_INTERVAL; without, those already there."""
         batch: list[SendOutcome] = []
-        deadline = time.monotonic() + (FLUSH_INTERVAL if timeout is not None else 0.0)
+        deadline = 0.0
         while len(batch) < FLUSH_SIZE:
             try:
                 if timeout is None:
                     batch.append(self._results.get_nowait())
                 elif not batch:
                     batch.append(self._results.get(timeout=timeout))
+                    deadline = time.monotonic() + FLUSH_INTERVAL
                 else:
                     wait = max(0.0, deadline - time.monotonic())
                     batch.append(self._results.get(timeout=wait))

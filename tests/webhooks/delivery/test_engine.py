@@ -235,15 +235,18 @@ def test_the_senders_cap_holds_across_tenants(store, sender, clock):
     assert {store.due[pk][0] for pk in in_flight} == {1, 2, 3}  # each tenant got a turn
 
 
-def test_a_settings_change_applies_to_what_starts_next(store, sender, clock):
+def test_a_settings_change_applies_from_the_next_claim(store, sender, clock):
     current = POLICY
     engine = DeliveryEngine(store=store, sender=sender, policy=lambda: current, clock=clock)
+    _engines.append(engine)
     ids = store.add(1, "w1", 6)
     engine.submit(ids)
     engine.run_pending()
     assert len(sender.in_flight()) == 4
 
     current = replace(POLICY, per_endpoint=1)
+    later = store.add(1, "w1", 1)
+    engine.submit(later)
     sender.answer(*ids[:3])
     engine.run_pending()
     assert sender.in_flight() == {ids[3]}

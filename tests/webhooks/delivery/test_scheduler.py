@@ -146,7 +146,8 @@ operations = st.lists(
         st.tuples(st.just("next"), st.none()),
         st.tuples(st.just("done"), st.integers(min_value=0, max_value=1000)),
     ),
-    max_size=120,
+    min_size=20,  # enough offers and starts to reach the caps
+    max_size=150,
 )
 limits_strategy = st.builds(
     Limits,
