@@ -31,6 +31,7 @@ from webhooks.models import (
 )
 from webhooks.notices import delivery_exhausted_notice
 from webhooks.retry_policy import RetryPolicy
+from webhooks.rollups import RollupInput, attempts_rollup
 from webhooks.services import (
     webhook_disable,
     webhooks_request_headers,
@@ -462,9 +463,27 @@ def _record_batch(outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
             webhook_disable(webhook=webhooks[webhook_id], reason=reason)
         for delivery, notice in exhausted:
             delivery_exhausted_notice(delivery, status_code=notice.status_code, error=notice.error)
+        attempts_rollup(_rollup_rows(outcomes, results))
         for countdown, retry_ids in soon.items():
             transaction.on_commit(partial(deliveries_dispatch, retry_ids, countdown=countdown))
     return results
+
+
+def _rollup_rows(
+    outcomes: Sequence[SendOutcome], results: Sequence[AttemptOutcome]
+) -> list[RollupInput]:
+    """Every attempt the batch recorded (superseded ones too), for the dashboard's rollups."""
+    return [
+        RollupInput(
+            tenant_id=o.job.delivery.tenant_id,
+            webhook_id=o.job.delivery.webhook_id,
+            started_at=o.started_at,
+            duration_ms=o.result.duration_ms,
+            ok=o.result.status_code is not None and 200 <= o.result.status_code < 300,
+            exhausted=r.status == DeliveryStatus.EXHAUSTED,
+        )
+        for o, r in zip(outcomes, results, strict=True)
+    ]
 
 
 def _transition_outcome(outcome: SendOutcome) -> Outcome:
