@@ -463,6 +463,8 @@ def _record_batch(outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
             webhook_disable(webhook=webhooks[webhook_id], reason=reason)
         for delivery, notice in exhausted:
             delivery_exhausted_notice(delivery, status_code=notice.status_code, error=notice.error)
+        # Last, so the rollup rows it locks (shared with other recorders) wait only for
+        # the commit.
         attempts_rollup(_rollup_rows(outcomes, results))
         for countdown, retry_ids in soon.items():
             transaction.on_commit(partial(deliveries_dispatch, retry_ids, countdown=countdown))

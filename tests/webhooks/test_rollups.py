@@ -1,9 +1,11 @@
 """Attempt rollups: the upsert adds up, batch after batch, in every span; the recorder
 adds each batch it records; retention removes old buckets."""
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 import events
@@ -135,3 +137,13 @@ def test_the_purge_deletes_rollups_older_than_the_retention_period(hook):
     assert {r.bucket for r in AttemptRollup.objects.all()} == {
         bucket_start(now, span) for span in RollupSpan
     }
+
+
+def test_the_purge_command_says_how_many_rollup_buckets_it_deleted(hook):
+    attempts_rollup([attempt(hook, at=timezone.now() - timedelta(days=10))])
+    out = io.StringIO()
+
+    call_command("purge_history", "--older-than", "7", "--yes", stdout=out)
+
+    assert "Deleted 3 dashboard rollup buckets as old." in out.getvalue()
+    assert not AttemptRollup.objects.exists()
