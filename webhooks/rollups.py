@@ -5,6 +5,7 @@ import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from django.db import connection
 
@@ -71,7 +72,7 @@ def attempts_rollup(rows: Sequence[RollupInput]) -> None:
     sums = _summed(rows)
     width = len(KEY_COLUMNS) + len(COUNT_COLUMNS)
     placeholders = "(" + ", ".join(["%s"] * width) + ")"
-    params: list[object] = []
+    params: list[Any] = []
     for key in sorted(sums):
         span, bucket, tenant_id, webhook_id = key
         params += [span, connection.ops.adapt_datetimefield_value(bucket), tenant_id, webhook_id]
