@@ -110,6 +110,9 @@ class Delivery(models.Model):
     # delivery only when this is old, so a queued task is not sent twice.
     dispatched_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Who holds the delivery while it is `sending`: a token per claim. Every write for the
+    # claim is guarded by it and the attempt number (see webhooks.delivery.store).
+    lease_token = models.CharField(max_length=32, null=True, blank=True, editable=False)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True, db_index=False)

@@ -9,12 +9,13 @@ from django.core.management import call_command
 from django.utils import timezone
 
 import events
-from webhooks.attempts import SendOutcome, deliveries_claim, deliveries_record_results, job_request
+from webhooks.delivery.recorder import deliveries_record_results
+from webhooks.delivery.sending import SendOutcome, job_request, jobs_claim
+from webhooks.delivery.transport import DeliveryResult
 from webhooks.models import LATENCY_FIELDS, AttemptRollup, Delivery, RollupSpan
 from webhooks.retention import history_purge
 from webhooks.rollups import RollupInput, attempts_rollup, bucket_start, latency_bucket
 from webhooks.services import webhook_create
-from webhooks.transport import DeliveryResult
 
 T0 = datetime(2026, 11, 24, 12, 7, 30, tzinfo=UTC)
 
@@ -106,7 +107,7 @@ def test_the_recorder_adds_every_batch_it_records_to_the_rollups(hook, tenant, s
     settings.WEBHOOKS_RETRY_SCHEDULE = [0, 60]  # two attempts: the second failure exhausts
     second = webhook_create(tenant=tenant, url="https://b.example.com/in")
     events.publish("deploy.started", tenant=tenant)
-    first_jobs = deliveries_claim(ids=list(Delivery.objects.values_list("pk", flat=True)))
+    first_jobs = jobs_claim(ids=list(Delivery.objects.values_list("pk", flat=True)))
     by_hook = {job.webhook_id: job for job in first_jobs}
 
     deliveries_record_results(
@@ -114,7 +115,7 @@ def test_the_recorder_adds_every_batch_it_records_to_the_rollups(hook, tenant, s
     )
     retry = Delivery.objects.get(webhook=second)
     Delivery.objects.filter(pk=retry.pk).update(next_attempt_at=timezone.now())
-    [again] = deliveries_claim(ids=[retry.pk])
+    [again] = jobs_claim(ids=[retry.pk])
     deliveries_record_results(outcomes=[recorded(again, None, 3000)])
 
     hours = {r.webhook_id: r for r in AttemptRollup.objects.filter(span=RollupSpan.HOUR)}

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
     dependencies = [
         ("tenants", "0002_api_key_create_permission"),
-        ("webhooks", "0005_sensitive_headers"),
+        ("webhooks", "0006_delivery_lease_token"),
     ]
 
     operations = [
