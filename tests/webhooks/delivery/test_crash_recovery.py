@@ -57,3 +57,42 @@ def test_a_killed_workers_delivery_is_recovered_by_the_sweeper(
     [attempt] = Attempt.objects.filter(delivery=delivery)
     assert attempt.attempt_number == 2
     assert attempt.response_status == 204
+
+
+def test_a_warm_shutdown_records_what_is_in_flight_and_gives_back_the_rest(
+    transactional_db, receiver, tenant
+):
+    """SIGTERM: the request in flight ends (here by its timeout) and is recorded; the
+    deliveries waiting in its lane are given back at once, due again and uncounted. No
+    delivery is left `sending` for its lease (60 s) to run out."""
+    from django.db import transaction
+
+    webhook = webhook_create(tenant=tenant, url=receiver.route("/slow", hang(10)))
+    settings_env = {
+        "WEBHOOKS_TIMEOUT": "3",
+        "WEBHOOKS_CONNECT_TIMEOUT": "1",
+        "WEBHOOKS_MAX_IN_FLIGHT_PER_ENDPOINT": "1",
+    }
+    with worker_process(env=settings_env) as worker:
+        with transaction.atomic():  # one commit: one message, one claim
+            for _ in range(3):
+                events.publish("deploy.started", tenant=tenant)
+        receiver.wait_for("/slow", 1, timeout=60)  # one in flight, two waiting in its lane
+        wait_until(
+            lambda: Delivery.objects.filter(status=DeliveryStatus.SENDING).count() == 3,
+            timeout=30,
+        )
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+
+    deliveries = Delivery.objects.filter(webhook=webhook)
+    assert sorted((d.status, d.attempts) for d in deliveries) == [
+        (DeliveryStatus.FAILED, 1),
+        (DeliveryStatus.PENDING, 0),
+        (DeliveryStatus.PENDING, 0),
+    ]
+    [attempt] = Attempt.objects.filter(delivery__webhook=webhook)
+    assert attempt.error_kind == "timeout"
+    given_back = deliveries.filter(status=DeliveryStatus.PENDING)
+    assert all(d.dispatched_at is None and d.lease_token is None for d in given_back)
+    assert len(receiver.requests_to("/slow")) == 1
