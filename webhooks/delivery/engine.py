@@ -106,6 +106,8 @@ class _ClaimRequest:
 
 
 class DeliveryEngine:
+    """One per worker process (`get_engine`); see the module's docstring."""
+
     def __init__(
         self,
         *,
@@ -136,7 +138,7 @@ class DeliveryEngine:
         self._endpoint_progress: dict[Hashable, float] = {}
         self._tenant_progress: dict[Hashable, float] = {}
         # webhook -> until when the claimer postpones its deliveries instead of claiming
-        # them (written by the loop thread; the claimer reads a copy).
+        # them (replaced by the loop thread, never changed in place: the claimer reads it).
         self._shedding: dict[str, float] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._winding_down = False
@@ -193,9 +195,10 @@ class DeliveryEngine:
     def _reserve(self, count: int, deadline: float) -> None:
         """Take room for `count` deliveries at once, or none: tasks that each held part
         of what they need could otherwise wait for each other forever."""
+        room = max(1, self._policy().max_held)
         with self._changed:
             fits = self._changed.wait_for(
-                lambda: self._closing or self._room_used + count <= max(1, self._policy().max_held),
+                lambda: self._closing or self._room_used + count <= room,
                 timeout=max(0.0, deadline - time.monotonic()),
             )
             if self._closing:
