@@ -14,7 +14,6 @@ from tests.receiver import status, wait_until
 from tests.services import broker_down, require_postgres
 from webhooks.delivery.dispatch import deliveries_dispatch, dispatch_soon, dispatches_flush
 from webhooks.delivery.fanout import deliveries_fan_out
-from webhooks.delivery.sending import jobs_claim
 from webhooks.delivery.sweeper import deliveries_sweep
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
 from webhooks.recovery import DeliveryNotRetryable, delivery_retry
@@ -210,29 +209,6 @@ def test_a_delivery_is_claimed_once(receiver, tenant):
     assert delivery_attempt(delivery_id=delivery.pk).status == DeliveryStatus.SUCCEEDED
     assert delivery_attempt(delivery_id=delivery.pk) is None  # already done
     assert len(receiver.received) == 1
-
-
-@pytest.mark.django_db(transaction=True)
-def test_claiming_postpones_the_deliveries_of_a_stalled_endpoint_without_counting_them(
-    tenant, hook
-):
-    stalled = webhook_create(tenant=tenant, url="https://stalled.example.com/in")
-    healthy_delivery, stalled_delivery = make_delivery(hook), make_delivery(stalled)
-    started = timezone.now()
-
-    jobs = jobs_claim(
-        ids=[healthy_delivery.pk, stalled_delivery.pk],
-        postpone_webhooks={stalled.pk},
-        postpone_by=10,
-    )
-
-    assert [job.delivery.pk for job in jobs] == [healthy_delivery.pk]
-    stalled_delivery.refresh_from_db()
-    assert (stalled_delivery.status, stalled_delivery.attempts) == (DeliveryStatus.PENDING, 0)
-    assert stalled_delivery.dispatched_at is None  # the sweeper dispatches it once due
-    assert stalled_delivery.next_attempt_at >= started + timedelta(seconds=10)
-    healthy_delivery.refresh_from_db()
-    assert (healthy_delivery.status, healthy_delivery.attempts) == (DeliveryStatus.SENDING, 1)
 
 
 def test_manual_retry_resends_and_records_the_trigger(

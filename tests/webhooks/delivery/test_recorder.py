@@ -25,7 +25,6 @@ from tests.services import require_postgres
 from webhooks import conf
 from webhooks.delivery.recorder import deliveries_record_results
 from webhooks.delivery.sending import SendJob, SendOutcome, job_request, job_send, jobs_claim
-from webhooks.delivery.store import deliveries_lease_renew, deliveries_release
 from webhooks.delivery.sweeper import deliveries_sweep
 from webhooks.delivery.transport import DeliveryResult, Transport
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook, WebhookSecret
@@ -300,44 +299,6 @@ def test_a_result_recorded_after_another_worker_reclaimed_the_delivery_leaves_it
     assert (row.status, row.attempts) == (DeliveryStatus.SENDING, job_b.delivery.attempts)
     assert row.lease_expires_at is not None
     assert Attempt.objects.get(delivery=row).attempt_number == 1
-
-
-def reclaimed_by_another_worker(tenant) -> tuple[SendJob, SendJob]:
-    """Worker A claimed attempt 1 and stalled past its lease; the sweeper took the
-    delivery back and worker B claimed attempt 2."""
-    webhook_create(tenant=tenant, url="https://a.example.com/in")
-    [delivery] = publish_to(tenant)
-    [job_a] = jobs_claim(ids=[delivery.pk])
-    later = after_the_lease()
-    deliveries_sweep(now=later)
-    [job_b] = jobs_claim(ids=[delivery.pk], now=later)
-    assert (job_a.delivery.attempts, job_b.delivery.attempts) == (1, 2)
-    return job_a, job_b
-
-
-def test_a_stale_worker_giving_a_delivery_back_leaves_the_newer_claim(tenant):
-    job_a, job_b = reclaimed_by_another_worker(tenant)
-    pk = job_a.delivery.pk
-
-    assert deliveries_release(claims={pk: job_a.claim}, delay=10) == 0
-
-    row = Delivery.objects.get(pk=pk)
-    assert (row.status, row.attempts) == (DeliveryStatus.SENDING, 2)  # B's claim, uncounted by A
-    assert deliveries_release(claims={pk: job_b.claim}, delay=10) == 1
-    row.refresh_from_db()
-    assert (row.status, row.attempts) == (DeliveryStatus.PENDING, 1)
-
-
-def test_a_stale_worker_cannot_extend_a_newer_claims_lease(tenant):
-    job_a, job_b = reclaimed_by_another_worker(tenant)
-    pk = job_a.delivery.pk
-    lease_b = Delivery.objects.get(pk=pk).lease_expires_at
-    far = timezone.now() + timedelta(days=1)
-
-    assert deliveries_lease_renew(claims={pk: job_a.claim}, until=far) == 0
-    assert Delivery.objects.get(pk=pk).lease_expires_at == lease_b
-    assert deliveries_lease_renew(claims={pk: job_b.claim}, until=far) == 1
-    assert Delivery.objects.get(pk=pk).lease_expires_at == far
 
 
 @pytest.mark.django_db(transaction=True)
