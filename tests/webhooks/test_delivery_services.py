@@ -1,22 +1,20 @@
 """The delivery engine's services against the real database (and, where noted, a real receiver)."""
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 import events
 from events.services import service_notice_publish
 from tests.delivery import delivery_attempt
 from tests.receiver import status, wait_until
-from tests.services import broker_down, require_postgres
+from tests.services import broker_down
 from webhooks.delivery.dispatch import deliveries_dispatch, dispatch_soon, dispatches_flush
 from webhooks.delivery.fanout import deliveries_fan_out
 from webhooks.delivery.sweeper import deliveries_sweep
-from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
-from webhooks.recovery import DeliveryNotRetryable, delivery_retry
+from webhooks.models import Delivery, DeliveryStatus, Webhook
 from webhooks.services import webhook_create, webhook_disable
 
 
@@ -98,132 +96,6 @@ def test_a_broker_outage_at_publish_loses_nothing_and_the_sweeper_dispatches_lat
     [request] = receiver.wait_for("/hook", 1)
     assert request.headers["webhook-id"] == event.id
     wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == DeliveryStatus.SUCCEEDED)
-
-
-def test_the_sweeper_dispatches_due_undispatched_deliveries_once(
-    hook, django_capture_on_commit_callbacks
-):
-    due = make_delivery(hook, dispatched_at=None)
-    fresh = make_delivery(hook)  # dispatched a moment ago: its task is still queued
-    future = make_delivery(
-        hook, dispatched_at=None, next_attempt_at=timezone.now() + timedelta(hours=1)
-    )
-    with django_capture_on_commit_callbacks() as callbacks:
-        report = deliveries_sweep()
-    assert report.dispatched == 1
-    assert len(dispatches(callbacks)) == 1
-    assert Delivery.objects.get(pk=due.pk).dispatched_at is not None
-    assert Delivery.objects.get(pk=fresh.pk).dispatched_at == fresh.dispatched_at
-    assert Delivery.objects.get(pk=future.pk).dispatched_at is None
-    assert deliveries_sweep().dispatched == 0  # now it is in flight
-
-
-def test_a_sweep_drains_a_backlog_larger_than_one_batch(
-    hook, settings, django_capture_on_commit_callbacks
-):
-    settings.WEBHOOKS_SWEEP_BATCH_SIZE = 2
-    backlog = [make_delivery(hook, dispatched_at=None) for _ in range(5)]
-    with django_capture_on_commit_callbacks() as callbacks:
-        report = deliveries_sweep()
-    assert report.dispatched == 5
-    assert len(dispatches(callbacks)) == 3  # batches of 2, 2 and 1
-    assert not Delivery.objects.filter(pk__in=[d.pk for d in backlog], dispatched_at=None)
-
-
-def test_the_sweeper_re_dispatches_a_delivery_whose_task_was_lost(hook, settings):
-    settings.WEBHOOKS_REDISPATCH_AFTER = 30
-    stale = make_delivery(hook, dispatched_at=timezone.now() - timedelta(seconds=31))
-    assert deliveries_sweep().dispatched == 1
-    assert Delivery.objects.get(pk=stale.pk).dispatched_at > stale.dispatched_at
-
-
-def test_the_sweeper_recovers_deliveries_stuck_in_sending(hook):
-    expired = timezone.now() - timedelta(seconds=1)
-    stuck = make_delivery(hook, status=DeliveryStatus.SENDING, attempts=2, lease_expires_at=expired)
-    live = make_delivery(
-        hook,
-        status=DeliveryStatus.SENDING,
-        attempts=1,
-        lease_expires_at=timezone.now() + timedelta(minutes=1),
-    )
-    report = deliveries_sweep()
-    assert report.recovered == 1
-    stuck.refresh_from_db()
-    assert stuck.status == DeliveryStatus.FAILED
-    assert stuck.lease_expires_at is None
-    assert Delivery.objects.get(pk=live.pk).status == DeliveryStatus.SENDING
-
-
-def test_a_stuck_delivery_on_its_last_attempt_is_exhausted_and_announced(hook, tenant):
-    stuck = make_delivery(
-        hook,
-        status=DeliveryStatus.SENDING,
-        attempts=8,
-        lease_expires_at=timezone.now() - timedelta(seconds=1),
-    )
-    deliveries_sweep()
-    stuck.refresh_from_db()
-    assert stuck.status == DeliveryStatus.EXHAUSTED
-    assert events.catalogue.get("delivery.exhausted")
-    from events.models import EventRecord
-
-    notice = EventRecord.objects.get(type="delivery.exhausted")
-    assert notice.payload["delivery_id"] == stuck.pk
-
-
-@pytest.mark.django_db(transaction=True)
-def test_concurrent_sweepers_skip_rows_another_has_locked(hook):
-    require_postgres()
-    locked = make_delivery(hook, dispatched_at=None)
-    free = make_delivery(hook, dispatched_at=None)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_lock() -> None:
-        try:
-            with transaction.atomic():
-                list(Delivery.objects.select_for_update().filter(pk=locked.pk))
-                holding.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold_lock)
-    thread.start()
-    assert holding.wait(10)
-    try:
-        assert deliveries_sweep().dispatched == 1
-        assert Delivery.objects.get(pk=free.pk).dispatched_at is not None
-        assert Delivery.objects.get(pk=locked.pk).dispatched_at is None
-    finally:
-        release.set()
-        thread.join(10)
-
-
-# -- attempts, without a worker ------------------------------------------------------------
-
-
-def test_manual_retry_resends_and_records_the_trigger(
-    receiver, tenant, django_capture_on_commit_callbacks
-):
-    hook = webhook_create(tenant=tenant, url=receiver.route("/hook", status(500)))
-    delivery = make_delivery(hook)
-    delivery_attempt(delivery_id=delivery.pk)
-    delivery_retry(delivery=Delivery.objects.get(pk=delivery.pk))
-    outcome = delivery_attempt(delivery_id=delivery.pk)
-    assert outcome is not None
-    assert outcome.attempt_number == 2
-    triggers = list(Attempt.objects.filter(delivery=delivery).values_list("trigger", flat=True))
-    assert triggers == ["scheduled", "manual"]
-
-
-def test_retry_is_refused_while_sending_or_when_the_webhook_is_disabled(hook):
-    sending = make_delivery(hook, status=DeliveryStatus.SENDING)
-    with pytest.raises(DeliveryNotRetryable, match="being sent"):
-        delivery_retry(delivery=sending)
-    done = make_delivery(hook, status=DeliveryStatus.EXHAUSTED)
-    webhook_disable(webhook=hook, reason="test", notify=False)
-    with pytest.raises(DeliveryNotRetryable, match="disabled"):
-        delivery_retry(delivery=done)
 
 
 # -- auto-disable ------------------------------------------------------------------------
