@@ -9,7 +9,7 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
@@ -186,7 +186,7 @@ def ledger_check() -> Ledger:
     succeeded delivery holds the answer (status and time) of its last attempt, not an
     earlier one a stale worker recorded late."""
     ledger = Ledger()
-    attempts: dict[str, dict[int, tuple[int | None, object]]] = defaultdict(dict)
+    attempts: dict[str, dict[int, tuple[int | None, datetime]]] = defaultdict(dict)
     for delivery_id, number, code, started, duration_ms in Attempt.objects.values_list(
         "delivery_id", "attempt_number", "response_status", "started_at", "duration_ms"
     ):

@@ -71,7 +71,7 @@ def publish(webhook, **fields) -> Delivery:
 
 
 def row(pk: str) -> dict[str, object]:
-    return Delivery.objects.filter(pk=pk).values(*ROW).get()
+    return dict(Delivery.objects.filter(pk=pk).values(*ROW).get())
 
 
 def claim(pk: str, *, now=None) -> Claim:
