@@ -48,8 +48,9 @@ from webhooks.delivery.transitions import (
     window_transition,
 )
 from webhooks.delivery.transport import DeliveryResult
-from webhooks.models import Attempt, Delivery, ErrorKind, Webhook
+from webhooks.models import Attempt, Delivery, DeliveryStatus, ErrorKind, Webhook
 from webhooks.notices import delivery_exhausted_notice
+from webhooks.rollups import RollupInput, attempts_rollup
 from webhooks.services import webhook_disable
 
 logger = logging.getLogger(__name__)
@@ -218,9 +219,29 @@ def _record_batch(outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
             webhook_disable(webhook=webhooks[webhook_id], reason=reason)
         for delivery, notice in exhausted:
             delivery_exhausted_notice(delivery, status_code=notice.status_code, error=notice.error)
+        # Last, so the rollup rows it locks (shared with other recorders) wait only for
+        # the commit.
+        attempts_rollup(_rollup_rows(outcomes, results))
         for countdown, retry_ids in soon.items():
             transaction.on_commit(partial(deliveries_dispatch, retry_ids, countdown=countdown))
     return results
+
+
+def _rollup_rows(
+    outcomes: Sequence[SendOutcome], results: Sequence[AttemptOutcome]
+) -> list[RollupInput]:
+    """Every attempt the batch recorded (superseded ones too), for the dashboard's rollups."""
+    return [
+        RollupInput(
+            tenant_id=o.job.delivery.tenant_id,
+            webhook_id=o.job.delivery.webhook_id,
+            started_at=o.started_at,
+            duration_ms=o.result.duration_ms,
+            ok=o.result.ok,
+            exhausted=r.status == DeliveryStatus.EXHAUSTED,
+        )
+        for o, r in zip(outcomes, results, strict=True)
+    ]
 
 
 def _transition_outcome(outcome: SendOutcome) -> Outcome:
