@@ -14,7 +14,9 @@ URL = "https://hooks.example.com/in"
 
 
 def verdicts(event: EventRecord) -> dict[str, tuple[Verdict, str]]:
-    return {row.webhook_id: (row.verdict, row.detail) for row in event_explain(event=event).webhooks}
+    return {
+        row.webhook_id: (row.verdict, row.detail) for row in event_explain(event=event).webhooks
+    }
 
 
 def record(event_id: str) -> EventRecord:

@@ -85,9 +85,7 @@ def window_start(now: datetime) -> datetime:
     return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=HOURS - 1)
 
 
-def webhooks_activity(
-    *, webhook_ids: Collection[str], now: datetime
-) -> dict[str, WebhookActivity]:
+def webhooks_activity(*, webhook_ids: Collection[str], now: datetime) -> dict[str, WebhookActivity]:
     """Attempts of the last 24 clock hours per webhook, in two queries for any number of
     webhooks (a page of the list).
 

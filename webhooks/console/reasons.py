@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from webhooks.models import Attempt, Delivery
-
 from webhooks.retry_policy import RETRY_AFTER_STATUSES, parse_retry_after
 
 ERROR_KINDS = {
@@ -94,7 +93,8 @@ def _pending(delivery: DeliveryFacts, total: int, now: datetime) -> str:
     if delivery.next_trigger == "manual":
         sentence = f"Attempt {number} is a manual retry, due{due}"
         if number > total:
-            return f"{sentence}; the schedule's {total} attempts are spent, so if it fails the delivery gives up."
+            spent = f"the schedule's {total} attempts are spent"
+            return f"{sentence}; {spent}, so if it fails the delivery gives up."
         return f"{sentence}; if it fails, the schedule carries on from there."
     if delivery.next_trigger == "recover":
         return f"Attempt {number} is a recovery re-send, due{due}."
@@ -145,7 +145,7 @@ def _step(schedule: Sequence[float], attempts: int, last: AttemptFacts) -> str:
     if last.status_code in RETRY_AFTER_STATUSES and _retry_after(last) is not None:
         return ""  # the cause names the Retry-After, which set the wait
     if attempts < len(schedule):
-        return f" ({_duration(schedule[attempts])} after attempt {attempts})"
+        return f" ({duration_text(schedule[attempts])} after attempt {attempts})"
     return ""
 
 
@@ -158,7 +158,7 @@ def _cause(attempt: AttemptFacts, cap: float) -> str:
         if attempt.status_code in RETRY_AFTER_STATUSES and seconds is not None:
             text += f" with Retry-After {_header(attempt.headers, 'retry-after')}"
             if seconds > cap:
-                text += f" (capped at {_duration(cap)})"
+                text += f" (capped at {duration_text(cap)})"
         return text
     label = ERROR_KINDS.get(attempt.error_kind, "the attempt failed")
     message = attempt.error_message.strip()
@@ -195,7 +195,7 @@ def _at(moment: datetime | None, now: datetime) -> str:
     return f" at {moment:%Y-%m-%d %H:%M:%S} UTC"
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     """5 s, 5 min, 2 h, 1 d 4 h: the schedule's steps as people say them."""
     whole = round(seconds)
     if whole < 60:
