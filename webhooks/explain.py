@@ -12,6 +12,7 @@ is said to be unknown rather than guessed.
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 
 from events.models import EventRecord
 from events.patterns import TypeFilter
@@ -89,16 +90,16 @@ def _explain(
     webhook: Webhook, event: EventRecord, delivery: Delivery | None, target: object
 ) -> WebhookExplanation:
     types = list(webhook.event_types or [])
-    base = {
-        "webhook_id": webhook.pk,
-        "url": webhook.url,
-        "description": webhook.description,
-        "event_types": types,
-        "active": webhook.active,
-    }
+    about = partial(
+        WebhookExplanation,
+        webhook_id=webhook.pk,
+        url=webhook.url,
+        description=webhook.description,
+        event_types=types,
+        active=webhook.active,
+    )
     if delivery is not None:
-        return WebhookExplanation(
-            **base,
+        return about(
             verdict=Verdict.DELIVERED,
             detail=_delivered(delivery),
             delivery_id=delivery.pk,
@@ -107,7 +108,7 @@ def _explain(
             last_status_code=delivery.last_status_code,
         )
     verdict, detail = _excluded(webhook, event, types, target)
-    return WebhookExplanation(**base, verdict=verdict, detail=detail)
+    return about(verdict=verdict, detail=detail)
 
 
 def _delivered(delivery: Delivery) -> str:

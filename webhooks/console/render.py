@@ -104,8 +104,9 @@ def pretty_json(value: object) -> SafeString:
 def headers_table(headers: Mapping[str, object]) -> SafeString:
     if not headers:
         return format_html('<span class="cp-quiet">{}</span>', "none")
+    names = sorted(headers, key=str.lower)
     rows = format_html_join(
-        "", "<tr><th>{}</th><td>{}</td></tr>", sorted(headers.items(), key=lambda kv: kv[0].lower())
+        "", "<tr><th>{}</th><td>{}</td></tr>", ((name, headers[name]) for name in names)
     )
     return format_html('<table class="cp-headers">{}</table>', rows)
 
