@@ -242,8 +242,9 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
     form = WebhookAdminForm
     change_form_template = "admin/webhooks/webhook/change_form.html"
     list_display = [
-        "id", "endpoint", "tenant", "health", "success_24h", "last_attempt", "subscribes_to",
+        "webhook_id", "endpoint", "tenant", "health_and_last", "success_24h", "subscribes_to",
     ]  # fmt: skip
+    list_display_links = None
     list_filter = ["tenant", HealthFilter, EventTypeFilter]
     search_fields = ["=id", "url", "description"]
     list_select_related = ["tenant"]
@@ -279,8 +280,9 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
             main.remove("event_patterns")
         if obj is None:
             return [(None, {"fields": main})]
-        health = ["id", "health", "activity_24h", "last_attempt", "failing_since"]
-        health += ["last_success_at", "disabled_at", "disabled_reason", "created", "updated"]
+        # The health badge says since when it fails or was disabled, and why.
+        health = ["id", "health", "activity_24h", "last_attempt", "last_success_at"]
+        health += ["created", "updated"]
         if self.has_change_permission(request, obj):  # the reveal page's own rule
             health.append("signing_secret")
         return [
@@ -303,6 +305,16 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
             created = webhook_create(tenant=data["tenant"], **fields)
             obj.pk = created.pk
 
+    @admin.display(description="ID", ordering="id")
+    def webhook_id(self, obj: Webhook) -> SafeString:
+        return render.short_id(obj.pk, reverse("admin:webhooks_webhook_change", args=[obj.pk]))
+
+    @admin.display(description="health")
+    def health_and_last(self, obj: Webhook) -> SafeString:
+        return format_html(
+            "{}{}", render.health_badge(obj, webhook_health(obj)), self.last_attempt(obj)
+        )
+
     @admin.display(description="endpoint", ordering="url")
     def endpoint(self, obj: Webhook) -> SafeString:
         description = obj.description or ""
@@ -315,7 +327,15 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
 
     @admin.display(description="health")
     def health(self, obj: Webhook) -> SafeString:
-        return render.health_badge(obj, webhook_health(obj))
+        state = webhook_health(obj)
+        if state == Health.DISABLED:
+            return format_html(
+                '{} <span class="cp-facts">since <span class="cp-when">{} UTC</span>: {}</span>',
+                render.health_badge(obj, state),
+                render.time_text(obj.disabled_at),
+                obj.disabled_reason or "no reason given",
+            )
+        return render.health_badge(obj, state)
 
     @admin.display(description="success, 24 h")
     def success_24h(self, obj: Webhook) -> SafeString:
@@ -595,9 +615,10 @@ class ReadOnlyAdmin(admin.ModelAdmin[Any]):
 class DeliveryAdmin(ReadOnlyAdmin):
     change_form_template = "admin/webhooks/delivery/change_form.html"
     list_display = [
-        "id", "tenant", "event_type", "webhook_id", "badge", "attempts", "last_status_code",
+        "delivery_id", "tenant", "event_type", "webhook_link", "badge", "tries", "code",
         "created_at",
     ]  # fmt: skip
+    list_display_links = None
     list_filter = ["status", "tenant", "event_type", "created"]
     search_fields = ["=id", "=event__id", "=event__instance_id", "=webhook__id"]
     date_hierarchy = "created"
@@ -605,12 +626,11 @@ class DeliveryAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     actions = ["retry_selected"]
     fieldsets = [
-        (None, {"fields": ["why", "links", "badge", "attempts", "next_attempt_at",
-                           "delivered_at", "created"]}),
-        ("Request payload", {"fields": ["payload"]}),
+        (None, {"fields": ["why", "links", "state"]}),
         ("Attempts", {"fields": ["attempt_history"]}),
+        ("Request payload", {"fields": ["payload"]}),
     ]  # fmt: skip
-    readonly_fields = ["why", "links", "badge", "payload", "attempt_history"]
+    readonly_fields = ["why", "links", "state", "payload", "attempt_history"]
 
     @property
     def media(self) -> forms.Media:
@@ -627,9 +647,26 @@ class DeliveryAdmin(ReadOnlyAdmin):
     def badge(self, obj: Delivery) -> SafeString:
         return status_badge(obj.status)
 
-    @admin.display(description="created", ordering="created")
-    def created_at(self, obj: Delivery) -> str:
-        return render.time_text(obj.created)
+    @admin.display(description="ID", ordering="created")
+    def delivery_id(self, obj: Delivery) -> SafeString:
+        return render.short_id(obj.pk, reverse("admin:webhooks_delivery_change", args=[obj.pk]))
+
+    @admin.display(description="webhook")
+    def webhook_link(self, obj: Delivery) -> SafeString:
+        url = reverse("admin:webhooks_webhook_change", args=[obj.webhook_id])
+        return render.short_id(obj.webhook_id, url)
+
+    @admin.display(description="tries", ordering="attempts")
+    def tries(self, obj: Delivery) -> int:
+        return obj.attempts
+
+    @admin.display(description="code", ordering="last_status_code")
+    def code(self, obj: Delivery) -> str:
+        return str(obj.last_status_code) if obj.last_status_code is not None else "-"
+
+    @admin.display(description="created (UTC)", ordering="created")
+    def created_at(self, obj: Delivery) -> SafeString:
+        return render.time_cell(obj.created)
 
     @admin.display(description="why")
     def why(self, obj: Delivery) -> SafeString:
@@ -642,6 +679,25 @@ class DeliveryAdmin(ReadOnlyAdmin):
             now=timezone.now(),
         )
         return format_html('<p class="cp-why" id="delivery-reason">{}</p>', sentence)
+
+    @admin.display(description="status")
+    def state(self, obj: Delivery) -> SafeString:
+        times = [
+            ("created", obj.created),
+            ("next attempt", obj.next_attempt_at),
+            ("delivered", obj.delivered_at),
+        ]
+        return format_html(
+            '{} <span class="cp-facts">{} attempt{}{}</span>',
+            status_badge(obj.status),
+            obj.attempts,
+            "" if obj.attempts == 1 else "s",
+            format_html_join(
+                "",
+                ' · {} <span class="cp-when">{} UTC</span>',
+                ((label, render.time_text(when)) for label, when in times if when),
+            ),
+        )
 
     @admin.display(description="of")
     def links(self, obj: Delivery) -> SafeString:
@@ -740,15 +796,10 @@ class DeliveryAdmin(ReadOnlyAdmin):
 @admin.register(Attempt)
 class AttemptAdmin(ReadOnlyAdmin):
     list_display = [
-        "id",
-        "delivery",
-        "attempt_number",
-        "trigger",
-        "response_status",
-        "error_kind",
-        "duration_ms",
-        "started_at",
-    ]
+        "attempt_id", "delivery_link", "number", "trigger", "answer", "error_kind",
+        "duration", "started",
+    ]  # fmt: skip
+    list_display_links = None
     list_filter = ["error_kind", "trigger", "started_at"]
     search_fields = ["=id", "=delivery__id"]
     date_hierarchy = "started_at"
@@ -770,6 +821,31 @@ class AttemptAdmin(ReadOnlyAdmin):
         if url_name and url_name.endswith("changelist"):
             queryset = queryset.defer("response_body", "response_headers", "request_headers")
         return queryset
+
+    @admin.display(description="ID", ordering="started_at")
+    def attempt_id(self, obj: Attempt) -> SafeString:
+        return render.short_id(obj.pk, reverse("admin:webhooks_attempt_change", args=[obj.pk]))
+
+    @admin.display(description="delivery")
+    def delivery_link(self, obj: Attempt) -> SafeString:
+        url = reverse("admin:webhooks_delivery_change", args=[obj.delivery_id])
+        return render.short_id(obj.delivery_id, url)
+
+    @admin.display(description="#", ordering="attempt_number")
+    def number(self, obj: Attempt) -> int:
+        return obj.attempt_number
+
+    @admin.display(description="status", ordering="response_status")
+    def answer(self, obj: Attempt) -> str:
+        return str(obj.response_status) if obj.response_status is not None else "-"
+
+    @admin.display(description="ms", ordering="duration_ms")
+    def duration(self, obj: Attempt) -> int:
+        return obj.duration_ms
+
+    @admin.display(description="started (UTC)", ordering="started_at")
+    def started(self, obj: Attempt) -> SafeString:
+        return render.time_cell(obj.started_at)
 
     @admin.display(description="request headers")
     def request_headers_table(self, obj: Attempt) -> SafeString:

@@ -50,6 +50,20 @@ class WebhookExplanation:
     def received(self) -> bool:
         return self.verdict == Verdict.DELIVERED
 
+    @property
+    def verdict_label(self) -> str:
+        return VERDICT_LABELS[self.verdict]
+
+
+VERDICT_LABELS = {
+    Verdict.DELIVERED: "delivered",
+    Verdict.TARGETED_ELSEWHERE: "test for another",
+    Verdict.CREATED_AFTER: "created after",
+    Verdict.NOT_SUBSCRIBED: "not subscribed",
+    Verdict.DISABLED: "disabled",
+    Verdict.NO_RECORD: "no record",
+}
+
 
 @dataclass(frozen=True)
 class EventExplanation:
@@ -138,7 +152,7 @@ def _excluded(
             return (
                 Verdict.DISABLED,
                 f"Disabled at the time: since {_time(webhook.disabled_at)}"
-                + (f" ({webhook.disabled_reason})" if webhook.disabled_reason else "")
+                + (f" ({webhook.disabled_reason.rstrip('.')})" if webhook.disabled_reason else "")
                 + ".",
             )
         return Verdict.DISABLED, "Disabled now; no delivery of this event is on record."

@@ -140,4 +140,4 @@ def test_the_delivery_list_shows_created_to_the_second(staff, tenant):
     events.publish("deploy.started", tenant=tenant)
     delivery = Delivery.objects.get()
     page = staff.get(reverse("admin:webhooks_delivery_changelist")).content.decode()
-    assert f"{delivery.created:%Y-%m-%d %H:%M:%S}" in page
+    assert f"{delivery.created:%Y-%m-%d}<br>{delivery.created:%H:%M:%S}" in page

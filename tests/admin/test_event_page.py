@@ -44,6 +44,7 @@ def test_the_event_page_says_who_received_it_and_why_the_others_did_not(
     assert reverse("admin:webhooks_webhook_change", args=[other.pk]) in section
     assert "Disabled at the time" in section
     assert "(paused by ops)" in section
+    assert ">not subscribed</span>" in section
     assert foreign.pk not in page
     assert "&quot;version&quot;: &quot;1.4.2&quot;" in page  # data, pretty-printed
 

@@ -43,7 +43,7 @@ def test_each_webhook_gets_its_reason(tenant, other_tenant):
     verdict, detail = got[disabled.pk]
     assert verdict == Verdict.DISABLED
     assert detail.startswith("Disabled at the time: since ")
-    assert detail.endswith("(Every delivery failed.).")
+    assert detail.endswith("(Every delivery failed).")
     verdict, detail = got[later.pk]
     assert verdict == Verdict.CREATED_AFTER
     assert "after the event" in detail

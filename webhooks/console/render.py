@@ -32,6 +32,25 @@ def status_badge(status: str) -> SafeString:
     return badge(status, STATUS_TONES.get(status, "quiet"))
 
 
+def short_id(pk: str, url: str) -> SafeString:
+    """`dlv_…M2V2NS`, linked, the whole ID in its title: a list row needs only enough of
+    an ID to tell rows apart (the end of a ULID is its random part), and the full ones
+    pushed the status and time columns off a 1366-px screen."""
+    prefix, _, rest = pk.partition("_")
+    shown = f"{prefix}_…{rest[-6:]}" if rest and len(rest) > 8 else pk
+    return format_html('<a class="cp-id" href="{}" title="{}">{}</a>', url, pk, shown)
+
+
+def time_cell(moment: datetime | None) -> SafeString:
+    """A time to the second on two short lines, for list columns."""
+    if moment is None:
+        return format_html("{}", "-")
+    moment = moment.astimezone(UTC)
+    return format_html(
+        '<span class="cp-when">{}<br>{}</span>', f"{moment:%Y-%m-%d}", f"{moment:%H:%M:%S}"
+    )
+
+
 def time_text(moment: datetime | None) -> str:
     return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M:%S}" if moment else "-"
 
@@ -49,10 +68,10 @@ def health_badge(webhook: Webhook, health: Health) -> SafeString:
         )
     if health == Health.FAILING:
         assert webhook.failing_since is not None
-        return badge(
-            f"failing since {time_text(webhook.failing_since)}",
-            "warn",
-            "Every attempt has failed since then.",
+        return format_html(
+            '{}<span class="cp-since">since <span class="cp-when">{}</span></span>',
+            badge("failing", "warn", "Every attempt has failed since then."),
+            time_text(webhook.failing_since),
         )
     return badge("healthy", "ok")
 
@@ -87,17 +106,18 @@ def success_rate(activity: WebhookActivity) -> SafeString:
 
 def last_attempt(last: LastAttempt | None) -> SafeString:
     if last is None:
-        return format_html('<span class="cp-quiet">{}</span>', "none in 24 h")
+        return format_html('<span class="cp-quiet cp-last">{}</span>', "no attempt in 24 h")
     outcome = str(last.status_code) if last.status_code is not None else last.error_kind
     return format_html(
-        '{} <span class="cp-when">{}</span>',
+        '<span class="cp-last">last {}<br><span class="cp-when">{}</span></span>',
         badge(outcome or "?", "ok" if last.ok else "bad"),
         time_text(last.at),
     )
 
 
 def pretty_json(value: object) -> SafeString:
-    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+    """Indented, in the order given (a request body reads as it was sent)."""
+    text = json.dumps(value, indent=2, ensure_ascii=False)
     return format_html('<pre class="cp-json">{}</pre>', text)
 
 

@@ -8,7 +8,7 @@ from django.utils.safestring import SafeString
 
 from webhooks.console.health import HourCount
 
-BAR_WIDTH = 4
+BAR_WIDTH = 3
 GAP = 1
 HEIGHT = 20
 

@@ -100,12 +100,12 @@ def test_the_sparkline_stacks_failures_over_successes():
     assert svg.startswith('<svg class="cp-spark"')
     assert "<title>24 h: 3 ok, 3 failed</title>" in svg
     assert svg.count('class="cp-none"') == 22
-    bars = re.findall(r'class="(cp-ok|cp-fail)" x="(\d+)" y="(\d+)" width="4" height="(\d+)"', svg)
+    bars = re.findall(r'class="(cp-ok|cp-fail)" x="(\d+)" y="(\d+)" width="3" height="(\d+)"', svg)
     # The busiest hour (4 attempts) is full height: 5 px failed on top of 15 px ok.
-    assert ("cp-fail", "110", "0", "5") in bars
-    assert ("cp-ok", "110", "5", "15") in bars
+    assert ("cp-fail", "88", "0", "5") in bars
+    assert ("cp-ok", "88", "5", "15") in bars
     # Two attempts, both failed: half height, all red.
-    assert ("cp-fail", "115", "10", "10") in bars
+    assert ("cp-fail", "92", "10", "10") in bars
     assert len(bars) == 3
 
 
