@@ -60,17 +60,13 @@ def main() -> None:
         import events
         from ctrlplane.celery import app
         from ctrlplane.tenants.services import tenant_create
-        from webhooks.attempts import (
-            SendOutcome,
-            _observe,
-            deliveries_claim,
-            deliveries_record_results,
-            job_request,
-        )
-        from webhooks.dispatcher import dispatches_flush
+        from webhooks.delivery.dispatch import dispatches_flush
+        from webhooks.delivery.recorder import _observe, deliveries_record_results
+        from webhooks.delivery.sending import SendOutcome, job_request
+        from webhooks.delivery.sending import jobs_claim as deliveries_claim
+        from webhooks.delivery.transport import DeliveryResult, OutgoingRequest, Transport
         from webhooks.models import Delivery, DeliveryStatus
         from webhooks.services import webhook_create
-        from webhooks.transport import DeliveryResult, OutgoingRequest, Transport
         from webhooks.validation import network_policy
 
         app.control.purge()
@@ -125,11 +121,11 @@ def main() -> None:
                 SendOutcome(job=j, request=r, result=res, started_at=now)
                 for j, r, res in zip(jobs, requests, results, strict=True)
             ]
-            logging.getLogger("webhooks.attempts").setLevel(logging.WARNING)
+            logging.getLogger("webhooks.delivery.recorder").setLevel(logging.WARNING)
             _, record_cpu = cpu_per_item(
                 lambda: deliveries_record_results(outcomes=outcomes)  # noqa: B023
             )
-            logging.getLogger("webhooks.attempts").setLevel(logging.INFO)
+            logging.getLogger("webhooks.delivery.recorder").setLevel(logging.INFO)
 
             def observe_all() -> list[SendOutcome]:
                 for outcome in outcomes:  # noqa: B023 - called at once

@@ -7,11 +7,15 @@ from ctrlplane.metrics_view import metrics
 from ctrlplane.pages.api_docs import RedocView, SwaggerView
 from ctrlplane.pages.views import home
 
+# The admin index leads with a link to the operator dashboard (webhooks.console).
+admin.site.index_template = "admin/webhooks/index.html"
+
 urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
     path("metrics", metrics, name="metrics"),
+    path("admin/dashboard/", include("webhooks.console.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include("webhooks.api.urls")),
     path(

@@ -1,7 +1,7 @@
 """The event as ctrlplane shows it: in API responses and in `manage.py publish_event`.
 
 One serializer for both, so the names cannot drift apart. They are the webhook body's
-names (`webhooks.transport.event_body`, the public contract): `tenant` is the tenant's
+names (`webhooks.delivery.transport.event_body`, the public contract): `tenant` is the tenant's
 slug, `data` the payload, and times are UTC with a `Z` (`2026-01-31T12:00:05.123456Z`).
 """
 

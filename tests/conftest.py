@@ -34,7 +34,7 @@ def _engine_stopped_before_teardown(django_db_setup: None) -> object:
     """The delivery engine's threads hold database connections; close them before the
     test database is dropped."""
     yield
-    from webhooks.engine import running_engine
+    from webhooks.delivery.engine import running_engine
 
     engine = running_engine()
     if engine is not None:
@@ -101,7 +101,7 @@ def celery_worker(transactional_db):
     from celery.contrib.testing.worker import start_worker
 
     from ctrlplane.celery import app
-    from webhooks.engine import running_engine
+    from webhooks.delivery.engine import running_engine
 
     with start_worker(
         app, pool="threads", concurrency=6, perform_ping_check=False, shutdown_timeout=30

@@ -217,8 +217,9 @@ def test_logs_are_json_with_delivery_ids_and_never_a_secret(tenant, json_log):
     hook = webhook_create(tenant=tenant, url="https://a.example.com/")
     secret = webhook_secret_current(webhook=hook)
     logging.getLogger("test").warning("leaking %s in a message", secret)
-    from webhooks.attempts import SendJob, SendOutcome, deliveries_record_results
-    from webhooks.transport import DeliveryResult, OutgoingRequest
+    from webhooks.delivery.recorder import deliveries_record_results
+    from webhooks.delivery.sending import SendJob, SendOutcome
+    from webhooks.delivery.transport import DeliveryResult, OutgoingRequest
 
     events.publish("deploy.started", tenant=tenant)
     delivery = Delivery.objects.select_related("event", "webhook", "tenant").get()

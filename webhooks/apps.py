@@ -11,7 +11,7 @@ class WebhooksConfig(AppConfig):
         from events.runtime import get_bus
         from webhooks import checks  # noqa: F401  (registers system checks)
         from webhooks.catalogue import register_event_types
-        from webhooks.fanout import deliveries_fan_out
+        from webhooks.delivery.fanout import deliveries_fan_out
         from webhooks.metrics import delivery_gauges
 
         register_event_types()

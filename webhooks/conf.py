@@ -123,8 +123,8 @@ def user_agent() -> str:
 
 
 def retention_period() -> timedelta:
-    """WEBHOOKS_RETENTION_DAYS: finished deliveries, attempts and events older than this
-    are deleted. Live deliveries are kept whatever their age."""
+    """WEBHOOKS_RETENTION_DAYS: finished deliveries, attempts, events and the dashboard's
+    rollups older than this are deleted. Live deliveries are kept whatever their age."""
     return timedelta(days=float(str(_get("WEBHOOKS_RETENTION_DAYS"))))
 
 

@@ -110,6 +110,9 @@ class Delivery(models.Model):
     # delivery only when this is old, so a queued task is not sent twice.
     dispatched_at = models.DateTimeField(null=True, blank=True)
     lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Who holds the delivery while it is `sending`: a token per claim. Every write for the
+    # claim is guarded by it and the attempt number (see webhooks.delivery.store).
+    lease_token = models.CharField(max_length=32, null=True, blank=True, editable=False)
     last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True, db_index=False)
@@ -195,3 +198,65 @@ class Attempt(models.Model):
     @property
     def succeeded(self) -> bool:
         return self.response_status is not None and 200 <= self.response_status < 300
+
+
+class RollupSpan(models.IntegerChoices):
+    """The bucket sizes attempts are counted in, in seconds: one per dashboard window, so
+    a week is 168 rows per webhook, not 10,080."""
+
+    MINUTE = 60, "1 minute"
+    QUARTER_HOUR = 900, "15 minutes"
+    HOUR = 3600, "1 hour"
+
+
+# Upper bounds (ms) of the attempt-latency histogram's buckets; the last bucket is open.
+LATENCY_BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+LATENCY_FIELDS = tuple(f"latency_{i}" for i in range(len(LATENCY_BOUNDS_MS) + 1))
+
+
+class AttemptRollup(models.Model):
+    """Attempts of one webhook in one time bucket, counted as they are recorded
+    (webhooks.rollups.attempts_rollup), so the dashboard reads a few thousand rows instead
+    of millions of attempts. `exhausted` counts the failed attempts that were a delivery's
+    last."""
+
+    span = models.SmallIntegerField(choices=RollupSpan.choices)
+    bucket = models.DateTimeField()
+    # No single-column indexes: the unique key and rollup_webhook lead with what is asked.
+    # Deleting a tenant scans this table for its rows; that is rare and its webhooks'
+    # rows go first, through rollup_webhook.
+    tenant = models.ForeignKey(
+        Tenant, on_delete=models.CASCADE, related_name="attempt_rollups", db_index=False
+    )
+    webhook = models.ForeignKey(
+        Webhook, on_delete=models.CASCADE, related_name="attempt_rollups", db_index=False
+    )
+    succeeded = models.IntegerField(default=0)
+    failed = models.IntegerField(default=0)
+    exhausted = models.IntegerField(default=0)
+    duration_ms_sum = models.BigIntegerField(default=0)
+    # Attempts per latency bucket, LATENCY_BOUNDS_MS[i] the upper bound of latency_i.
+    latency_0 = models.IntegerField(default=0)
+    latency_1 = models.IntegerField(default=0)
+    latency_2 = models.IntegerField(default=0)
+    latency_3 = models.IntegerField(default=0)
+    latency_4 = models.IntegerField(default=0)
+    latency_5 = models.IntegerField(default=0)
+    latency_6 = models.IntegerField(default=0)
+    latency_7 = models.IntegerField(default=0)
+    latency_8 = models.IntegerField(default=0)
+    latency_9 = models.IntegerField(default=0)
+    latency_10 = models.IntegerField(default=0)
+    latency_11 = models.IntegerField(default=0)
+    latency_12 = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["span", "bucket", "tenant", "webhook"], name="rollup_key"
+            )
+        ]
+        indexes = [models.Index(fields=["webhook", "span", "bucket"], name="rollup_webhook")]
+
+    def __str__(self) -> str:
+        return f"{self.webhook_id} at {self.bucket:%Y-%m-%d %H:%M} ({self.span} s)"

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from webhooks.signing import InvalidSecret, secret_key
+from webhooks.delivery.signing import InvalidSecret, secret_key
 
 MAX_BODY = 5 * 1024 * 1024
 MAX_FIELD = 120  # longest header or type value printed as is

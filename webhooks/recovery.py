@@ -5,14 +5,14 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.db import transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
 from ctrlplane.errors import Conflict
 from events.envelope import Event
 from events.models import EventRecord
-from webhooks.dispatcher import deliveries_dispatch
-from webhooks.fanout import TARGET_WEBHOOK_METADATA, type_filter
+from webhooks.delivery.dispatch import deliveries_dispatch
+from webhooks.delivery.fanout import TARGET_WEBHOOK_METADATA, type_filter
+from webhooks.delivery.store import deliveries_requeue
 from webhooks.ids import new_delivery_id
 from webhooks.models import AttemptTrigger, Delivery, DeliveryStatus, Webhook
 
@@ -29,12 +29,7 @@ def delivery_retry(*, delivery: Delivery, trigger: str = AttemptTrigger.MANUAL) 
         raise DeliveryNotRetryable("The webhook is disabled; enable it first.")
     now = timezone.now()
     with transaction.atomic():
-        _requeue(
-            Delivery.objects.filter(pk=delivery.pk).exclude(status=DeliveryStatus.SENDING),
-            [delivery.pk],
-            trigger=trigger,
-            now=now,
-        )
+        _requeue([delivery.pk], trigger=trigger, now=now)
     delivery.refresh_from_db()
     return delivery
 
@@ -116,9 +111,8 @@ def webhook_recover(*, webhook: Webhook, since: datetime, until: datetime | None
             )
         )
         ids = [row.id for row in new_rows] + reset
-        _requeue(
-            Delivery.objects.filter(pk__in=reset), ids, trigger=AttemptTrigger.RECOVER, now=now
-        )
+        deliveries_requeue(ids=reset, trigger=AttemptTrigger.RECOVER, now=now)
+        transaction.on_commit(partial(deliveries_dispatch, ids))
     return len(ids)
 
 
@@ -152,22 +146,14 @@ def deliveries_retry_matching(
             )
             if not ids:
                 return total
-            _requeue(
-                Delivery.objects.filter(pk__in=ids), ids, trigger=AttemptTrigger.MANUAL, now=now
-            )
+            _requeue(ids, trigger=AttemptTrigger.MANUAL, now=now)
         total += len(ids)
         if progress:
             progress(total)
 
 
-def _requeue(rows: QuerySet[Delivery], dispatch: list[str], *, trigger: str, now: datetime) -> None:
-    """Make `rows` due now under `trigger`, and hand `dispatch` to the broker once the
+def _requeue(ids: list[str], *, trigger: str, now: datetime) -> None:
+    """Make these deliveries due now under `trigger`, and hand them to the broker once the
     current transaction commits."""
-    rows.update(
-        status=DeliveryStatus.PENDING,
-        next_attempt_at=now,
-        next_trigger=trigger,
-        dispatched_at=now,
-        updated=now,
-    )
-    transaction.on_commit(partial(deliveries_dispatch, dispatch))
+    deliveries_requeue(ids=ids, trigger=trigger, now=now)
+    transaction.on_commit(partial(deliveries_dispatch, ids))

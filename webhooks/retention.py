@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from events.models import EventRecord
 from webhooks.models import Attempt, Delivery, DeliveryStatus
+from webhooks.rollups import rollups_purge
 
 TERMINAL = (DeliveryStatus.SUCCEEDED, DeliveryStatus.EXHAUSTED, DeliveryStatus.CANCELLED)
 
@@ -20,6 +21,7 @@ class PurgeReport:
     deliveries: int = 0
     attempts: int = 0
     events: int = 0
+    rollups: int = 0  # the dashboard's attempt rollup buckets
     done: bool = False
 
 
@@ -62,7 +64,8 @@ def history_purge(
     time_budget: float | None = None,
     progress: Callable[[PurgeReport], None] | None = None,
 ) -> PurgeReport:
-    """Delete finished deliveries (with their attempts) and events older than `older_than`.
+    """Delete finished deliveries (with their attempts), events and the dashboard's
+    attempt rollups older than `older_than`.
 
     Pending, sending and retrying deliveries are never deleted, nor the events they
     belong to. Stops after `time_budget` seconds with `done=False`, so a caller can
@@ -90,9 +93,17 @@ def history_purge(
     while not out_of_time():
         ids = list(_events_without_deliveries(cutoff).values_list("id", flat=True)[:batch_size])
         if not ids:
-            report.done = True
             break
         report.events += EventRecord.objects.filter(pk__in=ids).delete()[0]
         if progress:
             progress(report)
+    else:
+        return report
+
+    while not out_of_time():
+        deleted = rollups_purge(before=cutoff, batch_size=batch_size)
+        if not deleted:
+            report.done = True
+            break
+        report.rollups += deleted
     return report

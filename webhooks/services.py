@@ -15,6 +15,8 @@ from django.utils import timezone
 
 from ctrlplane.tenants.models import Tenant
 from webhooks import conf
+from webhooks.delivery.signing import generate_secret
+from webhooks.delivery.store import webhook_deliveries_cancel
 from webhooks.header_secrets import (
     REDACTED,
     decrypt_headers,
@@ -22,10 +24,9 @@ from webhooks.header_secrets import (
     headers_split,
     is_sensitive,
 )
-from webhooks.models import Delivery, DeliveryStatus, Webhook, WebhookSecret
+from webhooks.models import Webhook, WebhookSecret
 from webhooks.notices import webhook_disabled_notice
 from webhooks.secret_store import SecretUnavailable, decrypt_secret, encrypt_secret
-from webhooks.signing import generate_secret
 from webhooks.targets import InvalidTargetURL, parse_target
 from webhooks.validation import (
     clean_event_types,
@@ -174,14 +175,8 @@ def webhook_disable(*, webhook: Webhook, reason: str, notify: bool = True) -> bo
         )
         if not changed:
             return False
-        Delivery.objects.filter(
-            webhook_id=webhook.pk,
-            status__in=[DeliveryStatus.PENDING, DeliveryStatus.FAILED],
-        ).update(
-            status=DeliveryStatus.CANCELLED,
-            next_attempt_at=None,
-            last_error="Cancelled: the webhook was disabled.",
-            updated=now,
+        webhook_deliveries_cancel(
+            webhook_id=webhook.pk, reason="Cancelled: the webhook was disabled.", now=now
         )
         webhook.refresh_from_db()
         logger.warning(

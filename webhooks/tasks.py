@@ -7,12 +7,13 @@ from celery import shared_task
 from celery.signals import worker_shutdown
 
 from webhooks import conf
-from webhooks.engine import get_engine, running_engine
+from webhooks.delivery.dispatch import DELIVER_BATCH_TASK
+from webhooks.delivery.engine import get_engine, running_engine
+from webhooks.delivery.sweeper import deliveries_sweep
 from webhooks.retention import history_purge
-from webhooks.sweeper import deliveries_sweep
 
 
-@shared_task(name="webhooks.tasks.deliver_batch", acks_late=True, reject_on_worker_lost=True)
+@shared_task(name=DELIVER_BATCH_TASK, acks_late=True, reject_on_worker_lost=True)
 def deliver_batch(delivery_ids: list[str]) -> int:
     """Claim these deliveries and hand them to this process's engine, which sends them."""
     return get_engine().submit(delivery_ids)

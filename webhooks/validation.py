@@ -13,8 +13,8 @@ from django.core.exceptions import ValidationError
 from events.catalogue import catalogue
 from events.patterns import is_pattern
 from webhooks import conf
+from webhooks.delivery.transport import RESERVED_HEADERS
 from webhooks.targets import InvalidTargetURL, NetworkPolicy, OwnHosts, validate_target_url
-from webhooks.transport import RESERVED_HEADERS
 
 # Matched with fullmatch: `$` would also match before a final newline ("X-A\n").
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")

@@ -13,7 +13,7 @@ import events
 from ctrlplane.tenants.models import ApiKey
 from ctrlplane.tenants.services import api_key_authenticate, api_key_create
 from events.models import EventRecord
-from webhooks.attempts import delivery_attempt
+from tests.delivery import delivery_attempt
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
 from webhooks.services import (
     webhook_create,

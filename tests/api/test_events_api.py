@@ -9,7 +9,7 @@ from django.utils import timezone
 
 import events
 from events.models import EventRecord
-from webhooks.attempts import delivery_attempt
+from tests.delivery import delivery_attempt
 from webhooks.models import Delivery
 from webhooks.services import webhook_create
 from webhooks.tasks import purge_history as purge_history_task

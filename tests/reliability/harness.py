@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from tests.worker_process import worker_process
+from webhooks.delivery.sweeper import deliveries_sweep
 from webhooks.models import Delivery, DeliveryStatus, Webhook
 from webhooks.services import webhook_create, webhook_secret_current
-from webhooks.sweeper import deliveries_sweep
 
 # RELIABILITY_EVENTS=10000 runs the long form (docs/reliability.md); CI runs the short one.
 EVENTS = int(os.environ.get("RELIABILITY_EVENTS", "60"))

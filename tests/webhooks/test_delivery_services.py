@@ -9,15 +9,16 @@ from django.utils import timezone
 
 import events
 from events.services import service_notice_publish
+from tests.delivery import delivery_attempt
 from tests.receiver import status, wait_until
 from tests.services import broker_down, require_postgres
-from webhooks.attempts import deliveries_claim, delivery_attempt
-from webhooks.dispatcher import deliveries_dispatch, dispatch_soon, dispatches_flush
-from webhooks.fanout import deliveries_fan_out
+from webhooks.delivery.dispatch import deliveries_dispatch, dispatch_soon, dispatches_flush
+from webhooks.delivery.fanout import deliveries_fan_out
+from webhooks.delivery.sending import jobs_claim
+from webhooks.delivery.sweeper import deliveries_sweep
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
 from webhooks.recovery import DeliveryNotRetryable, delivery_retry
 from webhooks.services import webhook_create, webhook_disable
-from webhooks.sweeper import deliveries_sweep
 
 
 @pytest.fixture
@@ -219,7 +220,7 @@ def test_claiming_postpones_the_deliveries_of_a_stalled_endpoint_without_countin
     healthy_delivery, stalled_delivery = make_delivery(hook), make_delivery(stalled)
     started = timezone.now()
 
-    jobs = deliveries_claim(
+    jobs = jobs_claim(
         ids=[healthy_delivery.pk, stalled_delivery.pk],
         postpone_webhooks={stalled.pk},
         postpone_by=10,
@@ -339,7 +340,7 @@ def test_failures_inside_the_window_only_start_it_and_a_success_resets_it(receiv
 
 @pytest.mark.parametrize("value", ["a,b", "a}", '"a"', "", "a b", "ü"])
 def test_only_plain_ids_become_array_literals(value):
-    from webhooks.fanout import _array_literal
+    from webhooks.delivery.fanout import _array_literal
 
     assert _array_literal(["dlv_01ABC", "42"]) == "{dlv_01ABC,42}"
     with pytest.raises(ValueError, match="plain IDs"):

@@ -10,12 +10,12 @@ from django.utils import timezone
 
 import events
 from events.models import EventRecord
+from tests.delivery import delivery_attempt
 from tests.receiver import status
-from webhooks.attempts import delivery_attempt
+from webhooks.delivery.sweeper import deliveries_sweep
 from webhooks.models import Delivery, DeliveryStatus, Webhook
 from webhooks.notices import OPERATIONAL_TYPES, notice_publish
 from webhooks.services import webhook_create
-from webhooks.sweeper import deliveries_sweep
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -14,9 +14,9 @@ import requests
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from webhooks.delivery.signing import InvalidSecret, generate_secret
+from webhooks.delivery.transport import build_request, event_body
 from webhooks.receiver import describe, make_server, parse_secret, secrets_for
-from webhooks.signing import InvalidSecret, generate_secret
-from webhooks.transport import build_request, event_body
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LINE = re.compile(

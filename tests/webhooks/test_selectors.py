@@ -7,7 +7,7 @@ from django.utils import timezone
 from events.models import EventRecord
 from events.patterns import TypeFilter, sql_regex
 from tests.events.glob_cases import GLOB_CASES
-from webhooks.fanout import type_filter
+from webhooks.delivery.fanout import type_filter
 from webhooks.selectors import events_for_tenant, type_lookup
 
 TYPES = sorted({event_type for _, event_type, _ in GLOB_CASES})

@@ -1,0 +1,1 @@
+"""The operator console: the admin dashboard's reads (selectors) and its page."""

@@ -3,6 +3,7 @@ encrypted field, and stored attempt records lose the copies they kept in the cle
 
 from django.db import migrations, models
 
+from webhooks.delivery.transport import RESERVED_HEADERS
 from webhooks.header_secrets import (
     REDACTED,
     SENSITIVE_NAMES,
@@ -11,7 +12,6 @@ from webhooks.header_secrets import (
     encrypt_headers,
     is_sensitive,
 )
-from webhooks.transport import RESERVED_HEADERS
 
 BATCH = 1000
 

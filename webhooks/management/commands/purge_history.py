@@ -81,6 +81,8 @@ class Command(BaseCommand):
             f"Deleted {report.deliveries} deliveries, {report.attempts} attempts and "
             f"{report.events} events older than {days:g} days ({state})."
         )
+        if report.rollups:
+            self.stdout.write(f"Deleted {report.rollups} dashboard rollup buckets as old.")
 
     def _confirmed(self, older_than: timedelta, days: float) -> bool:
         """Show the counts and ask; refuse outright when there is no one to ask."""

@@ -3,8 +3,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from webhooks.delivery.signing import InvalidSecret
 from webhooks.receiver import ReceiverSecret, make_server, parse_secret
-from webhooks.signing import InvalidSecret
 
 VERIFY_HELP = (
     "a webhook's signing secret. Repeat it for several webhooks: each request is checked "

@@ -2,7 +2,7 @@
 
 import json
 
-from webhooks.storable import TRUNCATED, Withheld, storable_headers, storable_text
+from webhooks.delivery.storable import TRUNCATED, Withheld, storable_headers, storable_text
 
 
 def stored_size(headers: dict[str, str]) -> int:

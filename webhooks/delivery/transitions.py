@@ -2,9 +2,9 @@
 batch of outcomes makes of a webhook's failure window.
 
 Pure: no Django, no database, no clock, randomness passed in. The recorder
-(`webhooks.attempts.deliveries_record_results`) builds the states from its rows, calls
+(`webhooks.delivery.recorder`) builds the states from its rows, calls
 these functions and applies what they return; every decision about a delivery's next
-state lives here, and a table of tests pins it (tests/webhooks/test_transitions.py).
+state lives here, and a table of tests pins it (tests/webhooks/delivery/test_transitions.py).
 
 Two functions, because one decision needs the whole batch: a webhook whose deliveries
 both failed and succeeded in the same batch counts as succeeding. `transition` says, per
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from webhooks.retry_policy import RetryPolicy
+from webhooks.delivery.retry_policy import RetryPolicy
 
 # Retries due this soon go to the broker with a countdown; later ones wait in the
 # database for the sweeper, so no long ETA ever sits in the broker.
@@ -202,6 +202,37 @@ def transition(
             dispatched_at=now if soon else None,
         ),
         effects=(CountFailure(), retry),
+    )
+
+
+LOST_ERROR = "The worker was lost mid-attempt; recovered by the sweeper."
+INACTIVE_ERROR = "The webhook is disabled."
+
+
+def lease_expired(state: DeliveryState, *, policy: Policy, now: datetime) -> Transition:
+    """The worker holding the delivery stopped renewing its lease (it died, or lost the
+    database): the attempt counts as failed with no answer. Retried at once if the
+    schedule has attempts left, else exhausted."""
+    if state.status != Status.SENDING:
+        return Transition(next_state=state, stale=True)
+    base = DeliveryState(status=Status.SENDING, attempts=state.attempts, last_error=LOST_ERROR)
+    if state.attempts >= policy.retry.max_attempts:
+        return Transition(
+            next_state=_with(base, status=Status.EXHAUSTED),
+            effects=(NotifyExhausted(status_code=None, error=LOST_ERROR),),
+        )
+    # Not dispatched: the sweeper that recovers it dispatches it in the same sweep.
+    return Transition(next_state=_with(base, status=Status.FAILED, next_attempt_at=now))
+
+
+def webhook_inactive(state: DeliveryState) -> Transition:
+    """A claimed delivery's webhook turned out to be disabled: cancel it unsent."""
+    if state.status != Status.SENDING:
+        return Transition(next_state=state, stale=True)
+    return Transition(
+        next_state=DeliveryState(
+            status=Status.CANCELLED, attempts=state.attempts, last_error=INACTIVE_ERROR
+        )
     )
 
 

@@ -22,9 +22,9 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 from werkzeug import Response
 
 from tests.receiver import drip, hang, status
-from webhooks.signing import generate_secret
+from webhooks.delivery.signing import generate_secret
+from webhooks.delivery.transport import Transport, build_request, checked_url, event_body
 from webhooks.targets import BlockedTarget, NetworkPolicy, OwnHosts
-from webhooks.transport import Transport, build_request, checked_url, event_body
 
 LOOPBACK = NetworkPolicy.from_names(["loopback"])
 SECRET = generate_secret()
@@ -587,7 +587,7 @@ def can_not_write_request_body() -> aiohttp.ClientOSError:
     ],
 )
 def test_only_resets_count_as_retryable(exc, expected):
-    from webhooks.transport import _is_connection_reset
+    from webhooks.delivery.transport import _is_connection_reset
 
     assert _is_connection_reset(exc) is expected
 

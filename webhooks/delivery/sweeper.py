@@ -7,13 +7,18 @@ from datetime import datetime
 from functools import partial
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from webhooks import conf
-from webhooks.attempts import delivery_finish, retry_policy
-from webhooks.dispatcher import deliveries_dispatch
-from webhooks.models import Delivery, DeliveryStatus
+from webhooks.delivery.dispatch import deliveries_dispatch
+from webhooks.delivery.recorder import transition_policy
+from webhooks.delivery.store import (
+    claim_of,
+    deliveries_write,
+    due_undispatched_take,
+    leases_expired_lock,
+)
+from webhooks.delivery.transitions import DeliveryState, NotifyExhausted, lease_expired
 from webhooks.notices import delivery_exhausted_notice
 
 logger = logging.getLogger(__name__)
@@ -68,50 +73,34 @@ def _log_sweep(dispatched: int, recovered: int) -> None:
 
 
 def _dispatch_due(moment: datetime, batch: int) -> int:
-    stale = moment - conf.redispatch_after()
     with transaction.atomic():
-        ids = list(
-            Delivery.objects.select_for_update(skip_locked=True)
-            .filter(
-                status__in=(DeliveryStatus.PENDING, DeliveryStatus.FAILED),
-                next_attempt_at__lte=moment,
-            )
-            .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lte=stale))
-            .order_by("next_attempt_at")
-            .values_list("id", flat=True)[:batch]
+        ids = due_undispatched_take(
+            now=moment, stale_before=moment - conf.redispatch_after(), limit=batch
         )
         if ids:
-            Delivery.objects.filter(pk__in=ids).update(dispatched_at=moment)
             transaction.on_commit(partial(deliveries_dispatch, ids))
     return len(ids)
 
 
 def _recover_stuck(now: datetime) -> int:
-    max_attempts = retry_policy().max_attempts
+    """Take back deliveries whose lease ran out: `transitions.lease_expired` decides what
+    each becomes, and the store's write is guarded by the lost worker's claim."""
+    policy = transition_policy()
     recovered = 0
     with transaction.atomic():
-        stuck = list(
-            Delivery.objects.select_for_update(skip_locked=True)
-            .filter(status=DeliveryStatus.SENDING, lease_expires_at__lte=now)
-            .select_related("tenant")[: conf.sweep_batch_size()]
-        )
-        for delivery in stuck:
-            lost = "The worker was lost mid-attempt; recovered by the sweeper."
-            if delivery.attempts >= max_attempts:
-                status = delivery_finish(
-                    delivery, status=DeliveryStatus.EXHAUSTED, now=now, last_error=lost
-                )
-                if status == DeliveryStatus.EXHAUSTED:
-                    delivery_exhausted_notice(delivery, status_code=None, error=lost)
-            else:
-                delivery_finish(
-                    delivery,
-                    status=DeliveryStatus.FAILED,
-                    now=now,
-                    last_error=lost,
-                    next_attempt_at=now,
-                )
+        for delivery in leases_expired_lock(now=now, limit=conf.sweep_batch_size()):
+            state = DeliveryState(status=delivery.status, attempts=delivery.attempts)
+            step = lease_expired(state, policy=policy, now=now)
+            if step.stale or not deliveries_write(
+                [(delivery.pk, claim_of(delivery), step.next_state)], now=now
+            ):
+                continue
             recovered += 1
+            for effect in step.effects:
+                if isinstance(effect, NotifyExhausted):
+                    delivery_exhausted_notice(
+                        delivery, status_code=effect.status_code, error=effect.error
+                    )
     if recovered:
         logger.warning("recovered %d deliveries stuck in sending", recovered)
     return recovered

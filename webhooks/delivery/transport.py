@@ -29,9 +29,9 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from yarl import URL
 
+from webhooks.delivery.signing import signature_header
+from webhooks.delivery.storable import Withheld, storable_headers, storable_text
 from webhooks.header_secrets import REDACTED, is_sensitive
-from webhooks.signing import signature_header
-from webhooks.storable import Withheld, storable_headers, storable_text
 from webhooks.targets import (
     BlockedTarget,
     InvalidTargetURL,
@@ -85,7 +85,7 @@ class DeliveryResult:
     status_code: int | None
     duration_ms: int
     headers: Mapping[str, str] = field(default_factory=dict)
-    body: str = ""  # storable text: see webhooks.storable
+    body: str = ""  # storable text: see webhooks.delivery.storable
     body_bytes: int = 0  # bytes of body received (at most the limit), before any replacing
     error_kind: str = ""
     error_message: str = ""

@@ -8,8 +8,8 @@ import events
 from events import runtime
 from events.bus import InMemoryBus
 from events.models import EventRecord
-from webhooks.dispatcher import dispatch_soon
-from webhooks.fanout import _INSERT_COLUMNS, deliveries_fan_out
+from webhooks.delivery.dispatch import dispatch_soon
+from webhooks.delivery.fanout import _INSERT_COLUMNS, deliveries_fan_out
 from webhooks.models import Delivery
 from webhooks.services import webhook_create
 

@@ -5,7 +5,13 @@ import pytest
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from webhooks.signing import InvalidSecret, generate_secret, secret_key, sign, signature_header
+from webhooks.delivery.signing import (
+    InvalidSecret,
+    generate_secret,
+    secret_key,
+    sign,
+    signature_header,
+)
 
 # A fixed secret and clock, so the signature is a golden value.
 SECRET = "whsec_" + base64.b64encode(bytes(range(32))).decode()

@@ -14,16 +14,20 @@ from django.utils import timezone
 import events
 from ctrlplane.celery import app
 from tests.receiver import wait_until
-from webhooks import sweeper
+from webhooks.delivery import sweeper
+from webhooks.delivery.sweeper import deliveries_sweep
 from webhooks.models import Delivery
 from webhooks.services import webhook_create
-from webhooks.sweeper import deliveries_sweep
 
 SWEEP = "webhooks.tasks.sweep"
 
 
 def sweeper_records(caplog) -> list[tuple[str, str]]:
-    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "webhooks.sweeper"]
+    return [
+        (r.levelname, r.getMessage())
+        for r in caplog.records
+        if r.name == "webhooks.delivery.sweeper"
+    ]
 
 
 @pytest.fixture

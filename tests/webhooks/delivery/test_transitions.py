@@ -10,9 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhooks.models import DeliveryStatus
-from webhooks.retry_policy import RetryPolicy
-from webhooks.transitions import (
+from webhooks.delivery.retry_policy import RetryPolicy
+from webhooks.delivery.transitions import (
     GONE_ERROR,
     GONE_REASON,
     SUCCESS_STAMP_RESOLUTION,
@@ -31,6 +30,7 @@ from webhooks.transitions import (
     transition,
     window_transition,
 )
+from webhooks.models import DeliveryStatus
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SCHEDULE = (0, 5, 300, 1800, 7200, 18000, 36000, 36000)  # the documented default

@@ -8,9 +8,9 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 import events
 from tests.receiver import hang, sequence, status, wait_until
 from tests.worker_process import worker_process
+from webhooks.delivery.sweeper import deliveries_sweep
 from webhooks.models import Attempt, Delivery, DeliveryStatus
 from webhooks.services import webhook_create, webhook_secret_current
-from webhooks.sweeper import deliveries_sweep
 
 pytestmark = [pytest.mark.integration]
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webhooks.retry_policy import RetryPolicy, parse_retry_after
+from webhooks.delivery.retry_policy import RetryPolicy, parse_retry_after
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 # The documented default schedule (tests/test_configuration.py checks the settings give it).

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.db import transaction
 
 import events
+from tests.delivery import delivery_attempt
 from tests.receiver import status
-from webhooks.attempts import delivery_attempt
 from webhooks.models import Delivery
 from webhooks.services import webhook_create
 
@@ -23,7 +23,7 @@ def test_a_plain_attempt_line_carries_the_delivery_event_and_webhook_ids(receive
     delivery = Delivery.objects.get(event_id=event.id, webhook=hook)
 
     # When the delivery is attempted
-    with caplog.at_level(logging.INFO, logger="webhooks.attempts"):
+    with caplog.at_level(logging.INFO, logger="webhooks.delivery.recorder"):
         delivery_attempt(delivery_id=delivery.pk)
 
     # Then the line, in the plain format, says which delivery, event and webhook it was
@@ -32,6 +32,6 @@ def test_a_plain_attempt_line_carries_the_delivery_event_and_webhook_ids(receive
         plain.format(r) for r in caplog.records if r.getMessage().startswith("delivery attempt")
     ]
     assert line.endswith(
-        f"INFO webhooks.attempts delivery attempt 1: 401 "
+        f"INFO webhooks.delivery.recorder delivery attempt 1: 401 "
         f"(delivery {delivery.pk}, event {event.id}, webhook {hook.pk})"
     )

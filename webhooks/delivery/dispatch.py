@@ -21,7 +21,8 @@ from typing import Any
 
 from django.db import connection
 
-from webhooks.models import Delivery
+from ctrlplane.celery import app
+from webhooks.delivery.store import deliveries_undispatched_mark
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ logger = logging.getLogger(__name__)
 DISPATCH_CHUNK = 100
 MAX_COALESCED = DISPATCH_CHUNK * 10  # IDs sent in one go at most
 LINGER_SECONDS = 0.005
+# By name: the task module (an interface on top of the pipeline) imports the engine, so the
+# pipeline must not import it back.
+DELIVER_BATCH_TASK = "webhooks.tasks.deliver_batch"
 
 
 class Dispatcher:
@@ -91,17 +95,15 @@ def deliveries_dispatch(ids: list[str], *, countdown: float | None = None) -> in
     A broker outage loses nothing: what could not be sent is marked undispatched and the
     sweeper sends it when the broker is back. Returns how many IDs were handed over.
     """
-    from webhooks.tasks import deliver_batch as deliver_batch_task
-
     sent = 0
     options: dict[str, Any] = {} if countdown is None else {"countdown": countdown}
     try:
-        with deliver_batch_task.app.producer_or_acquire() as producer:
+        with app.producer_or_acquire() as producer:
             for start in range(0, len(ids), DISPATCH_CHUNK):
                 chunk = ids[start : start + DISPATCH_CHUNK]
                 # A short argsrepr: Celery's safe repr of the ID list costs more than the send.
                 options["argsrepr"] = f"<{len(chunk)} delivery IDs>"
-                deliver_batch_task.apply_async((chunk,), producer=producer, **options)
+                app.send_task(DELIVER_BATCH_TASK, (chunk,), producer=producer, **options)
                 sent += len(chunk)
     except Exception:
         logger.warning(
@@ -109,7 +111,7 @@ def deliveries_dispatch(ids: list[str], *, countdown: float | None = None) -> in
             len(ids) - sent,
             exc_info=True,
         )
-        Delivery.objects.filter(pk__in=ids[sent:]).update(dispatched_at=None)
+        deliveries_undispatched_mark(ids[sent:])
     return sent
 
 

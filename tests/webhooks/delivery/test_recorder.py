@@ -19,24 +19,18 @@ from django.db import connection
 from django.utils import timezone
 
 import events
+from tests.delivery import delivery_attempt
 from tests.receiver import drip, status
 from tests.services import require_postgres
 from webhooks import conf
-from webhooks.attempts import (
-    SendJob,
-    SendOutcome,
-    deliveries_claim,
-    deliveries_lease_renew,
-    deliveries_record_results,
-    deliveries_release,
-    delivery_attempt,
-    job_request,
-    job_send,
-)
+from webhooks.delivery import recorder
+from webhooks.delivery.recorder import deliveries_record_results
+from webhooks.delivery.sending import SendJob, SendOutcome, job_request, job_send, jobs_claim
+from webhooks.delivery.store import deliveries_lease_renew, deliveries_release
+from webhooks.delivery.sweeper import deliveries_sweep
+from webhooks.delivery.transport import DeliveryResult, Transport
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook, WebhookSecret
 from webhooks.services import webhook_create
-from webhooks.sweeper import deliveries_sweep
-from webhooks.transport import DeliveryResult, Transport
 from webhooks.validation import network_policy
 
 
@@ -60,7 +54,7 @@ def send_all(jobs: list[SendJob]) -> list[SendOutcome]:
 
 
 def claim_send_record(deliveries: list[Delivery]) -> None:
-    jobs = deliveries_claim(ids=[d.pk for d in deliveries])
+    jobs = jobs_claim(ids=[d.pk for d in deliveries])
     assert len(jobs) == len(deliveries)
     deliveries_record_results(outcomes=send_all(jobs))
 
@@ -124,7 +118,7 @@ def test_a_row_the_database_refuses_is_recorded_as_record_failed_and_the_rest_st
     require_postgres()
     refused = webhook_create(tenant=tenant, url="https://a.example.com/in")
     fine = webhook_create(tenant=other_tenant, url="https://b.example.com/in")
-    jobs = deliveries_claim(ids=[d.pk for d in publish_to(tenant) + publish_to(other_tenant)])
+    jobs = jobs_claim(ids=[d.pk for d in publish_to(tenant) + publish_to(other_tenant)])
     now = timezone.now()
 
     def outcome(job: SendJob, result: DeliveryResult) -> SendOutcome:
@@ -136,7 +130,7 @@ def test_a_row_the_database_refuses_is_recorded_as_record_failed_and_the_rest_st
     ok = DeliveryResult(status_code=200, duration_ms=7, body="thanks", body_bytes=6)
     bad = replace(ok, body="ok\x00", headers={"x-odd": "\udce9"}, body_bytes=3)
 
-    with caplog.at_level(logging.WARNING, logger="webhooks.attempts"):
+    with caplog.at_level(logging.WARNING, logger="webhooks.delivery.recorder"):
         recorded = deliveries_record_results(
             outcomes=[outcome(by_hook[refused.pk], bad), outcome(by_hook[fine.pk], ok)]
         )
@@ -164,7 +158,7 @@ def test_a_delivery_deleted_while_sending_does_not_fail_the_others(tenant, other
     written (no delivery to belong to), the others' can."""
     gone = webhook_create(tenant=tenant, url="https://a.example.com/in")
     fine = webhook_create(tenant=other_tenant, url="https://b.example.com/in")
-    jobs = deliveries_claim(ids=[d.pk for d in publish_to(tenant) + publish_to(other_tenant)])
+    jobs = jobs_claim(ids=[d.pk for d in publish_to(tenant) + publish_to(other_tenant)])
     now = timezone.now()
     ok = DeliveryResult(status_code=204, duration_ms=3)
     outcomes = [
@@ -186,7 +180,7 @@ def test_an_undecryptable_secret_fails_its_delivery_alone(receiver, tenant, othe
     break_secret(broken)
     ciphertext = WebhookSecret.objects.get(webhook=broken).ciphertext
 
-    with caplog.at_level(logging.ERROR, logger="webhooks.attempts"):
+    with caplog.at_level(logging.ERROR, logger="webhooks.delivery.recorder"):
         claim_send_record(publish_to(tenant) + publish_to(other_tenant))
 
     assert len(receiver.requests_to("/b")) == 1
@@ -245,7 +239,7 @@ def test_a_retry_after_the_policy_cannot_use_costs_nothing_but_itself(
     )
     fine = webhook_create(tenant=other_tenant, url=receiver.route("/ok", status(204)))
 
-    with caplog.at_level(logging.WARNING, logger="webhooks.attempts"):
+    with caplog.at_level(logging.WARNING, logger="webhooks.delivery.recorder"):
         claim_send_record(publish_to(tenant) + publish_to(other_tenant))
 
     assert not caplog.records  # no fallback to recording one by one
@@ -295,10 +289,10 @@ def test_a_result_recorded_after_another_worker_reclaimed_the_delivery_leaves_it
     attempt 2. A's late result goes on record, and B's claim stands."""
     webhook_create(tenant=tenant, url="https://a.example.com/in")
     [delivery] = publish_to(tenant)
-    [job_a] = deliveries_claim(ids=[delivery.pk])
+    [job_a] = jobs_claim(ids=[delivery.pk])
     later = after_the_lease()
     deliveries_sweep(now=later)
-    [job_b] = deliveries_claim(ids=[delivery.pk], now=later)
+    [job_b] = jobs_claim(ids=[delivery.pk], now=later)
 
     [recorded] = deliveries_record_results(outcomes=[failed_outcome(job_a)])
 
@@ -314,10 +308,10 @@ def reclaimed_by_another_worker(tenant) -> tuple[SendJob, SendJob]:
     delivery back and worker B claimed attempt 2."""
     webhook_create(tenant=tenant, url="https://a.example.com/in")
     [delivery] = publish_to(tenant)
-    [job_a] = deliveries_claim(ids=[delivery.pk])
+    [job_a] = jobs_claim(ids=[delivery.pk])
     later = after_the_lease()
     deliveries_sweep(now=later)
-    [job_b] = deliveries_claim(ids=[delivery.pk], now=later)
+    [job_b] = jobs_claim(ids=[delivery.pk], now=later)
     assert (job_a.delivery.attempts, job_b.delivery.attempts) == (1, 2)
     return job_a, job_b
 
@@ -326,11 +320,11 @@ def test_a_stale_worker_giving_a_delivery_back_leaves_the_newer_claim(tenant):
     job_a, job_b = reclaimed_by_another_worker(tenant)
     pk = job_a.delivery.pk
 
-    assert deliveries_release(claims={pk: job_a.delivery.attempts}, delay=10) == 0
+    assert deliveries_release(claims={pk: job_a.claim}, delay=10) == 0
 
     row = Delivery.objects.get(pk=pk)
     assert (row.status, row.attempts) == (DeliveryStatus.SENDING, 2)  # B's claim, uncounted by A
-    assert deliveries_release(claims={pk: job_b.delivery.attempts}, delay=10) == 1
+    assert deliveries_release(claims={pk: job_b.claim}, delay=10) == 1
     row.refresh_from_db()
     assert (row.status, row.attempts) == (DeliveryStatus.PENDING, 1)
 
@@ -341,9 +335,9 @@ def test_a_stale_worker_cannot_extend_a_newer_claims_lease(tenant):
     lease_b = Delivery.objects.get(pk=pk).lease_expires_at
     far = timezone.now() + timedelta(days=1)
 
-    assert deliveries_lease_renew(claims={pk: job_a.delivery.attempts}, until=far) == 0
+    assert deliveries_lease_renew(claims={pk: job_a.claim}, until=far) == 0
     assert Delivery.objects.get(pk=pk).lease_expires_at == lease_b
-    assert deliveries_lease_renew(claims={pk: job_b.delivery.attempts}, until=far) == 1
+    assert deliveries_lease_renew(claims={pk: job_b.claim}, until=far) == 1
     assert Delivery.objects.get(pk=pk).lease_expires_at == far
 
 
@@ -358,30 +352,33 @@ def test_a_delivery_being_recorded_cannot_be_taken_back_and_reclaimed_under_the_
     require_postgres()
     webhook_create(tenant=tenant, url="https://a.example.com/in")
     [delivery] = publish_to(tenant)
-    [job_a] = deliveries_claim(ids=[delivery.pk])
+    [job_a] = jobs_claim(ids=[delivery.pk])
     later = after_the_lease()
     claimed_by_b: list[SendJob] = []
 
     def sweep_and_claim_elsewhere() -> None:
         try:
             deliveries_sweep(now=later)
-            claimed_by_b.extend(deliveries_claim(ids=[delivery.pk], now=later))
+            claimed_by_b.extend(jobs_claim(ids=[delivery.pk], now=later))
         finally:
             connection.close()
 
-    real_bulk_create = Attempt.objects.bulk_create
+    real_insert = recorder.attempts_insert
+    raced: list[bool] = []
 
-    def racing_bulk_create(*args, **kwargs):  # between the recorder's read and its write
+    def racing_insert(*args, **kwargs):  # between the recorder's read and its write
         other = threading.Thread(target=sweep_and_claim_elsewhere)
         other.start()
         other.join(10)
         assert not other.is_alive()
-        return real_bulk_create(*args, **kwargs)
+        raced.append(True)
+        return real_insert(*args, **kwargs)
 
-    monkeypatch.setattr(Attempt.objects, "bulk_create", racing_bulk_create)
+    monkeypatch.setattr(recorder, "attempts_insert", racing_insert)
 
     [recorded] = deliveries_record_results(outcomes=[failed_outcome(job_a)])
 
+    assert raced == [True]
     assert claimed_by_b == []
     assert recorded.status == DeliveryStatus.FAILED
     row = Delivery.objects.get(pk=delivery.pk)

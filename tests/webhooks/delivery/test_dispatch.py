@@ -2,7 +2,7 @@
 
 import threading
 
-from webhooks.dispatcher import Dispatcher
+from webhooks.delivery.dispatch import Dispatcher
 
 
 def test_ids_handed_over_while_a_send_is_under_way_go_out_together():

@@ -13,7 +13,7 @@ from ctrlplane.tenants.models import Tenant
 from events.envelope import Event
 from events.patterns import TypeFilter
 from events.services import event_recorded
-from webhooks.dispatcher import dispatch_soon
+from webhooks.delivery.dispatch import dispatch_soon
 from webhooks.ids import new_delivery_id
 from webhooks.models import AttemptTrigger, Delivery, DeliveryStatus, Webhook
 

@@ -35,17 +35,11 @@ from django.db import OperationalError, close_old_connections, connection
 from django.utils import timezone
 
 from webhooks import conf
-from webhooks.attempts import (
-    SendJob,
-    SendOutcome,
-    deliveries_claim,
-    deliveries_lease_renew,
-    deliveries_record_results,
-    deliveries_release,
-    job_send,
-)
+from webhooks.delivery.recorder import deliveries_record_results
+from webhooks.delivery.sending import SendJob, SendOutcome, job_send, jobs_claim
+from webhooks.delivery.store import Claim, deliveries_lease_renew, deliveries_release
+from webhooks.delivery.transport import Transport
 from webhooks.targets import NetworkPolicy
-from webhooks.transport import Transport
 from webhooks.validation import network_policy
 
 logger = logging.getLogger(__name__)
@@ -69,7 +63,7 @@ class _ClaimRequest:
 class DeliveryEngine:
     def __init__(self, *, senders: int, max_held: int) -> None:
         self._lock = threading.Lock()
-        self._held: dict[str, int] = {}  # delivery -> the attempt its claim counted
+        self._held: dict[str, Claim] = {}  # delivery -> the claim this process holds it by
         self._idle = threading.Condition(self._lock)
         self._room = threading.Semaphore(max_held)
         self._results: queue.SimpleQueue[SendOutcome] = queue.SimpleQueue()
@@ -140,7 +134,7 @@ class DeliveryEngine:
         now = time.monotonic()
         shedding = {hook for hook, until in self._shedding.copy().items() if until > now}
         try:
-            jobs = deliveries_claim(
+            jobs = jobs_claim(
                 ids=ids, postpone_webhooks=shedding, postpone_by=conf.lane_overflow_delay()
             )
         except Exception as exc:
@@ -153,7 +147,7 @@ class DeliveryEngine:
         self._release(len(ids) - len(jobs))
         if jobs:
             with self._lock:
-                self._held.update((job.delivery.pk, job.delivery.attempts) for job in jobs)
+                self._held.update((job.delivery.pk, job.claim) for job in jobs)
             self._loop.call_soon_threadsafe(self._enqueue_all, jobs)
         claimed = {job.delivery.pk for job in jobs}
         for request in batch:
