@@ -34,6 +34,7 @@ from webhooks.console.health import (
     webhooks_activity,
 )
 from webhooks.console.reasons import attempt_facts, delivery_facts, delivery_reason
+from webhooks.delivery.transport import event_body
 from webhooks.explain import event_explain
 from webhooks.header_secrets import REDACTED, RULE, is_sensitive
 from webhooks.models import Attempt, Delivery, Webhook
@@ -53,7 +54,6 @@ from webhooks.services import (
     webhook_secrets_live,
     webhook_update,
 )
-from webhooks.transport import event_body
 from webhooks.validation import (
     clean_event_types,
     clean_headers,

@@ -16,7 +16,7 @@ from functools import partial
 
 from events.models import EventRecord
 from events.patterns import TypeFilter
-from webhooks.fanout import TARGET_WEBHOOK_METADATA
+from webhooks.delivery.fanout import TARGET_WEBHOOK_METADATA
 from webhooks.models import Delivery, Webhook
 
 

@@ -11,8 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 import events
+from tests.delivery import delivery_attempt
 from tests.receiver import sequence, status
-from webhooks.attempts import delivery_attempt
 from webhooks.models import Delivery, DeliveryStatus
 from webhooks.services import webhook_create, webhook_secret_current
 

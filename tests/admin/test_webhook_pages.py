@@ -12,6 +12,7 @@ from django.utils import timezone
 import events
 from events.models import EventRecord
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
+from webhooks.rollups import RollupInput, attempts_rollup
 from webhooks.services import (
     webhook_create,
     webhook_disable,
@@ -47,12 +48,24 @@ def row_of(page: str, webhook: Webhook) -> str:
     return match.group(0)
 
 
-def attempt(delivery: Delivery, number: int, status: int | None, ago: timedelta, **kw):
-    return Attempt.objects.create(
-        delivery=delivery, attempt_number=number, trigger=kw.pop("trigger", "scheduled"),
-        started_at=timezone.now() - ago, duration_ms=kw.pop("duration_ms", 42),
-        response_status=status, **kw,
+def attempt(delivery: Delivery, number: int, status: int | None, ago: timedelta):
+    """An attempt on record and in the rollups, as the recorder leaves it."""
+    row = Attempt.objects.create(
+        delivery=delivery, attempt_number=number, trigger="scheduled",
+        started_at=timezone.now() - ago, duration_ms=42, response_status=status,
     )  # fmt: skip
+    attempts_rollup(
+        [
+            RollupInput(
+                tenant_id=delivery.tenant_id,
+                webhook_id=delivery.webhook_id,
+                started_at=row.started_at,
+                duration_ms=42,
+                ok=row.succeeded,
+            )
+        ]
+    )
+    return row
 
 
 # -- the list ----------------------------------------------------------------------------

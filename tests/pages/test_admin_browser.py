@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -21,6 +22,7 @@ from django.db import connection
 from django.utils import timezone
 
 import events
+from tests.delivery import delivery_attempt
 from tests.pages.test_browser import (
     ARTIFACTS,
     CHROMIUM_ARGS,
@@ -31,8 +33,8 @@ from tests.pages.test_browser import (
 )
 from tests.receiver import sequence, status, wait_until
 from tests.worker_process import process_env
-from webhooks.attempts import delivery_attempt
 from webhooks.models import Delivery, DeliveryStatus, Webhook
+from webhooks.rollups import RollupInput, attempts_rollup
 from webhooks.services import webhook_create, webhook_disable
 
 pytestmark = [pytest.mark.browser]
@@ -176,7 +178,6 @@ def test_an_operator_registers_tests_retries_and_reads_every_page(
     page.fill("#id_password", PASSWORD)
     page.click("input[type=submit]")
     page.wait_for_url(f"{console}/admin/")
-    # TODO(lead): once the dashboard (H1) is merged, check the test event shows on it here.
     assert page.get_by_role("link", name="Webhooks").first.is_visible()
 
     # Register a webhook through the form.
@@ -208,6 +209,11 @@ def test_an_operator_registers_tests_retries_and_reads_every_page(
     assert "100%" in page.locator(".field-activity_24h").inner_text()
     light.fits()
     light.shot("webhook")
+    # … and on the dashboard, in its tenant's totals for the last hour.
+    light.open("/admin/dashboard/")
+    totals = page.locator("#tenant-totals").inner_text()
+    assert tenant.slug in totals
+    assert page.locator("#card-attempts .cp-figure").inner_text().strip() != "0"
 
     # Two more webhooks of the tenant, in other states: one subscribes to other types and
     # fails, one is disabled. The list shows all three; the event page says why these two
@@ -218,7 +224,22 @@ def test_an_operator_registers_tests_retries_and_reads_every_page(
         description="Billing service (production, eu-west-1)",
         event_types=["instance.*", "health.degraded"],
     )
-    Webhook.objects.filter(pk=billing.pk).update(failing_since=timezone.now())
+    # Its last twelve hours as the recorder would have counted them: fine, then failing.
+    now = timezone.now()
+    Webhook.objects.filter(pk=billing.pk).update(failing_since=now - timedelta(hours=4))
+    attempts_rollup(
+        [
+            RollupInput(
+                tenant_id=tenant.pk,
+                webhook_id=billing.pk,
+                started_at=now - timedelta(hours=hours_ago, minutes=n),
+                duration_ms=80,
+                ok=hours_ago > 4 and n % 7 != 0,
+            )
+            for hours_ago in range(1, 13)
+            for n in range(20 - hours_ago)
+        ]
+    )
     off = webhook_create(tenant=tenant, url="https://old.example.com/in", description="Old")
     webhook_disable(webhook=off, reason="Every delivery failed for 5 days.", notify=False)
 
@@ -259,6 +280,10 @@ def test_an_operator_registers_tests_retries_and_reads_every_page(
     light.shot("event")
 
     # Every page at 1366 px, light and dark, without horizontal scrolling.
+    light.open("/admin/webhooks/webhook/")
+    billing_row = page.locator(f"#result_list tr:has(a[title='{billing.pk}'])")
+    assert "failing" in billing_row.inner_text()
+    assert billing_row.locator("svg.cp-spark rect.cp-fail").count() > 0
     pages = {
         "webhooks": "/admin/webhooks/webhook/",
         "webhook": f"/admin/webhooks/webhook/{hook.pk}/change/",

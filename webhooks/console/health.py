@@ -1,9 +1,9 @@
 """How each webhook is doing: its health badge, its attempts over the last 24 hours
 (success rate and an hourly sparkline) and its last attempt.
 
-`webhooks_activity` reads Attempt rows for now. When the per-minute rollups of the
-dashboard exist, it can read those instead: it returns hourly (ok, failed) counts per
-webhook, which is a sum over rollup rows, and nothing else here needs to change.
+The counts come from the attempt rollups the recorder keeps (webhooks.rollups), one
+row per webhook and hour; only the last attempt's status is read from the attempt log,
+within the minute the minute rollups place it in.
 """
 
 from collections import defaultdict
@@ -12,14 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from django.db.models import Count, Max, Q, QuerySet
-from django.db.models.functions import TruncHour
+from django.db.models import Max, Q
 
 from webhooks import conf
-from webhooks.models import Attempt, Webhook
+from webhooks.models import Attempt, AttemptRollup, RollupSpan, Webhook
 
 HOURS = 24
-OK = Q(response_status__gte=200, response_status__lt=300)
 
 
 class Health(StrEnum):
@@ -86,56 +84,56 @@ def window_start(now: datetime) -> datetime:
 
 
 def webhooks_activity(*, webhook_ids: Collection[str], now: datetime) -> dict[str, WebhookActivity]:
-    """Attempts of the last 24 clock hours per webhook, in two queries for any number of
-    webhooks (a page of the list).
-
-    Attempts are found through their deliveries' (webhook, created) index, so only
-    deliveries young enough to be retried by their schedule are read: a manual retry of
-    an older delivery does not count here (the rollups will count it)."""
+    """Attempts of the last 24 clock hours per webhook, in three small queries for any
+    number of webhooks (a page of the list): the hourly rollups, the minute of each
+    webhook's last attempt, and the attempts of that minute."""
     if not webhook_ids:
         return {}
     since = window_start(now)
-    recent = Attempt.objects.filter(
-        delivery__webhook_id__in=list(webhook_ids),
-        delivery__created__gte=since - _schedule_span(),
-        started_at__gte=since,
-    )
-    rows = (
-        recent.annotate(hour=TruncHour("started_at"))
-        .values("delivery__webhook_id", "hour")
-        .annotate(ok=Count("id", filter=OK), total=Count("id"), last=Max("started_at"))
-        .order_by()
-    )
+    ids = list(webhook_ids)
+    hourly = AttemptRollup.objects.filter(
+        webhook_id__in=ids, span=RollupSpan.HOUR, bucket__gte=since
+    ).values_list("webhook_id", "bucket", "succeeded", "failed")
     hours: dict[str, list[HourCount]] = defaultdict(lambda: [HourCount()] * HOURS)
-    latest: dict[str, datetime] = {}
-    for row in rows:
-        webhook_id = row["delivery__webhook_id"]
-        index = int((row["hour"] - since).total_seconds() // 3600)
+    for webhook_id, bucket, ok, failed in hourly:
+        index = int((bucket - since).total_seconds() // 3600)
         if 0 <= index < HOURS:
-            hours[webhook_id][index] = HourCount(ok=row["ok"], failed=row["total"] - row["ok"])
-        if webhook_id not in latest or row["last"] > latest[webhook_id]:
-            latest[webhook_id] = row["last"]
-    last = _last_attempts(recent, latest)
+            hours[webhook_id][index] = HourCount(ok=ok, failed=failed)
+    last = _last_attempts(ids, since)
     return {
         webhook_id: WebhookActivity(hours=tuple(counts), last=last.get(webhook_id))
         for webhook_id, counts in hours.items()
     }
 
 
-def _last_attempts(
-    recent: QuerySet[Attempt], latest: dict[str, datetime]
-) -> dict[str, LastAttempt]:
-    if not latest:
-        return {}
-    found: dict[str, LastAttempt] = {}
-    rows = recent.filter(started_at__in=set(latest.values())).values_list(
-        "delivery__webhook_id", "started_at", "response_status", "error_kind"
+def _last_attempts(webhook_ids: list[str], since: datetime) -> dict[str, LastAttempt]:
+    last_minutes = dict(
+        AttemptRollup.objects.filter(
+            webhook_id__in=webhook_ids, span=RollupSpan.MINUTE, bucket__gte=since
+        )
+        .values("webhook_id")
+        .annotate(last=Max("bucket"))
+        .values_list("webhook_id", "last")
     )
-    for webhook_id, started_at, status_code, error_kind in rows:
-        if latest.get(webhook_id) == started_at:
-            found[webhook_id] = LastAttempt(
-                at=started_at, status_code=status_code, error_kind=error_kind
-            )
+    if not last_minutes:
+        return {}
+    # An attempt is found through its delivery's (webhook, created) index; its delivery
+    # is at most as old as the schedule lets attempts spread (or a manual retry of an
+    # older one, whose status then shows as unknown until a newer attempt).
+    in_last_minute = Q()
+    for webhook_id, minute in last_minutes.items():
+        in_last_minute |= Q(delivery__webhook_id=webhook_id, started_at__gte=minute)
+    rows = (
+        Attempt.objects.filter(in_last_minute, delivery__created__gte=since - _schedule_span())
+        .order_by("started_at")
+        .values_list("delivery__webhook_id", "started_at", "response_status", "error_kind")
+    )
+    found = {
+        webhook_id: LastAttempt(at=started_at, status_code=status_code, error_kind=error_kind)
+        for webhook_id, started_at, status_code, error_kind in rows  # the latest wins
+    }
+    for webhook_id, minute in last_minutes.items():
+        found.setdefault(webhook_id, LastAttempt(at=minute, status_code=None, error_kind=""))
     return found
 
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from webhooks.delivery.retry_policy import RETRY_AFTER_STATUSES, parse_retry_after
 from webhooks.models import Attempt, Delivery
-from webhooks.retry_policy import RETRY_AFTER_STATUSES, parse_retry_after
 
 ERROR_KINDS = {
     "timeout": "the request timed out",

@@ -108,6 +108,11 @@ def last_attempt(last: LastAttempt | None) -> SafeString:
     if last is None:
         return format_html('<span class="cp-quiet cp-last">{}</span>', "no attempt in 24 h")
     outcome = str(last.status_code) if last.status_code is not None else last.error_kind
+    if not outcome:  # counted in the rollups, but not found in the attempt log
+        return format_html(
+            '<span class="cp-last">last <span class="cp-when">{}</span></span>',
+            time_text(last.at),
+        )
     return format_html(
         '<span class="cp-last">last {}<br><span class="cp-when">{}</span></span>',
         badge(outcome or "?", "ok" if last.ok else "bad"),

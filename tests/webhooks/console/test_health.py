@@ -14,6 +14,7 @@ from webhooks.console.health import (
 )
 from webhooks.console.sparkline import outcomes_sparkline
 from webhooks.models import Attempt, Delivery, Webhook
+from webhooks.rollups import RollupInput, attempts_rollup
 from webhooks.services import webhook_create, webhook_disable
 
 URL = "https://hooks.example.com/in"
@@ -28,7 +29,8 @@ def delivery_of(webhook: Webhook, created: datetime) -> Delivery:
 
 
 def attempt(delivery: Delivery, number: int, at: datetime, status: int | None, kind: str = ""):
-    return Attempt.objects.create(
+    """An attempt on record and in the rollups, as the recorder leaves it."""
+    row = Attempt.objects.create(
         delivery=delivery,
         attempt_number=number,
         trigger="scheduled",
@@ -37,6 +39,18 @@ def attempt(delivery: Delivery, number: int, at: datetime, status: int | None, k
         response_status=status,
         error_kind=kind,
     )
+    attempts_rollup(
+        [
+            RollupInput(
+                tenant_id=delivery.tenant_id,
+                webhook_id=delivery.webhook_id,
+                started_at=at,
+                duration_ms=10,
+                ok=row.succeeded,
+            )
+        ]
+    )
+    return row
 
 
 def test_the_badge_follows_active_and_the_failure_window(tenant):
@@ -82,12 +96,24 @@ def test_the_window_is_24_clock_hours_ending_with_this_one():
     assert window_start(NOW) == datetime(2026, 3, 1, 11, 0, tzinfo=UTC)
 
 
-def test_activity_of_a_page_of_webhooks_costs_two_queries(tenant, django_assert_num_queries):
+def test_a_manual_retry_of_an_old_delivery_counts(tenant):
+    hook = webhook_create(tenant=tenant, url=URL)
+    old = delivery_of(hook, NOW - timedelta(days=10))
+    attempt(old, 9, NOW - timedelta(minutes=1), 200)
+
+    found = webhooks_activity(webhook_ids=[hook.pk], now=NOW)[hook.pk]
+
+    assert found.hours[-1] == HourCount(ok=1, failed=0)
+    assert found.last is not None  # its time, from the minute rollups; its status unknown
+    assert found.last.at == NOW - timedelta(minutes=1)
+
+
+def test_activity_of_a_page_of_webhooks_costs_three_queries(tenant, django_assert_num_queries):
     hooks = [webhook_create(tenant=tenant, url=URL) for _ in range(4)]
     for hook in hooks:
         attempt(delivery_of(hook, NOW - timedelta(hours=1)), 1, NOW - timedelta(hours=1), 200)
 
-    with django_assert_num_queries(2):
+    with django_assert_num_queries(3):
         activity = webhooks_activity(webhook_ids=[h.pk for h in hooks], now=NOW)
 
     assert all(activity[h.pk].success_rate == 1.0 for h in hooks)
