@@ -26,7 +26,9 @@ from webhooks.delivery.retry_policy import RetryPolicy
 from webhooks.delivery.sending import SendOutcome
 from webhooks.delivery.storable import storable_headers, storable_text
 from webhooks.delivery.store import (
+    AttemptRow,
     Claim,
+    attempts_insert,
     claimed_states_lock,
     deliveries_write,
     webhook_failing_mark,
@@ -48,7 +50,7 @@ from webhooks.delivery.transitions import (
     window_transition,
 )
 from webhooks.delivery.transport import DeliveryResult
-from webhooks.models import Attempt, Delivery, DeliveryStatus, ErrorKind, Webhook
+from webhooks.models import Delivery, DeliveryStatus, ErrorKind, Webhook
 from webhooks.notices import delivery_exhausted_notice
 from webhooks.rollups import RollupInput, attempts_rollup
 from webhooks.services import webhook_disable
@@ -176,7 +178,7 @@ def _record_batch(outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
         ids = [o.job.delivery.pk for o in outcomes]
         # Locked until commit: the effects applied are those of rows this batch writes.
         current = claimed_states_lock(ids)
-        Attempt.objects.bulk_create([_attempt_row(o) for o in outcomes])
+        attempts_insert([_attempt_row(o) for o in outcomes], now=now)
         changed: list[tuple[str, Claim, DeliveryState]] = []
         soon: dict[float, list[str]] = defaultdict(list)
         succeeded_hooks: set[str] = set()
@@ -255,9 +257,9 @@ def _transition_outcome(outcome: SendOutcome) -> Outcome:
     )
 
 
-def _attempt_row(outcome: SendOutcome) -> Attempt:
+def _attempt_row(outcome: SendOutcome) -> AttemptRow:
     delivery, result = outcome.job.delivery, outcome.result
-    return Attempt(
+    return AttemptRow(
         delivery_id=delivery.pk,
         attempt_number=delivery.attempts,
         trigger=delivery.next_trigger,

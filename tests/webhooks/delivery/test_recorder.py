@@ -24,6 +24,7 @@ from tests.delivery import delivery_attempt
 from tests.receiver import sequence, status
 from tests.services import require_postgres
 from webhooks import conf
+from webhooks.delivery import recorder
 from webhooks.delivery.dispatch import deliveries_dispatch
 from webhooks.delivery.recorder import deliveries_record_results
 from webhooks.delivery.sending import SendJob, SendOutcome, job_request, job_send, jobs_claim
@@ -375,19 +376,22 @@ def test_a_delivery_being_recorded_cannot_be_taken_back_and_reclaimed_under_the_
         finally:
             connection.close()
 
-    real_bulk_create = Attempt.objects.bulk_create
+    real_insert = recorder.attempts_insert
+    raced: list[bool] = []
 
-    def racing_bulk_create(*args, **kwargs):  # between the recorder's read and its write
+    def racing_insert(*args, **kwargs):  # between the recorder's read and its write
         other = threading.Thread(target=sweep_and_claim_elsewhere)
         other.start()
         other.join(10)
         assert not other.is_alive()
-        return real_bulk_create(*args, **kwargs)
+        raced.append(True)
+        return real_insert(*args, **kwargs)
 
-    monkeypatch.setattr(Attempt.objects, "bulk_create", racing_bulk_create)
+    monkeypatch.setattr(recorder, "attempts_insert", racing_insert)
 
     [recorded] = deliveries_record_results(outcomes=[failed_outcome(job_a)])
 
+    assert raced == [True]
     assert claimed_by_b == []
     assert recorded.status == DeliveryStatus.FAILED
     row = Delivery.objects.get(pk=delivery.pk)
