@@ -22,7 +22,10 @@ import events
 from tests.services import require_postgres
 from webhooks import conf
 from webhooks.delivery.store import (
+    ATTEMPT_COLUMNS,
+    AttemptRow,
     Claim,
+    attempts_insert,
     claim_of,
     claimed_states_lock,
     deliveries_claim,
@@ -37,7 +40,7 @@ from webhooks.delivery.store import (
 )
 from webhooks.delivery.sweeper import deliveries_sweep
 from webhooks.delivery.transitions import DeliveryState, Status
-from webhooks.models import Delivery, DeliveryStatus
+from webhooks.models import Attempt, Delivery, DeliveryStatus
 from webhooks.services import webhook_create
 
 ROW = (
@@ -607,3 +610,45 @@ def test_the_scan_sees_the_writes_it_forbids():
         "headers.update({'a': 'b'})": 0,
     }
     assert {code: len(delivery_writes(code)) for code in snippets} == snippets
+
+
+# -- the attempt log: its hand-written COPY names every column, and reads back exactly --
+
+
+def test_the_attempt_insert_names_every_column_of_the_model():
+    assert sorted(ATTEMPT_COLUMNS) == sorted(f.column for f in Attempt._meta.concrete_fields)
+
+
+@pytest.mark.django_db
+def test_an_attempt_reads_back_exactly_as_written(tenant):
+    webhook_create(tenant=tenant, url="https://a.example.com/")
+    events.publish("deploy.started", tenant=tenant)
+    delivery = Delivery.objects.get()
+    awkward = 'tab\there\nnewline \\ backslash "quote" \\N ünïcødé 🚀 \r end'
+    started = timezone.now()
+    attempts_insert(
+        [
+            AttemptRow(
+                delivery_id=delivery.pk,
+                attempt_number=1,
+                trigger="scheduled",
+                started_at=started,
+                duration_ms=12,
+                request_headers={"x-a": awkward},
+                response_status=None,
+                response_headers={"x-b\\": "\t"},
+                response_body=awkward,
+                response_body_bytes=None,
+                error_kind="timeout",
+                error_message=awkward,
+            )
+        ],
+        now=started,
+    )
+    row = Attempt.objects.get()
+    assert row.id.startswith("atm_")
+    assert (row.response_body, row.error_message) == (awkward, awkward)
+    assert row.request_headers == {"x-a": awkward}
+    assert row.response_headers == {"x-b\\": "\t"}
+    assert (row.response_status, row.response_body_bytes) == (None, None)
+    assert (row.started_at, row.created) == (started, started)
