@@ -109,6 +109,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# The admin shows times to the second (ctrlplane/formats/en/formats.py).
+FORMAT_MODULE_PATH = ["ctrlplane.formats"]
 
 STATIC_URL = "static/"
 # `collectstatic` writes here and WhiteNoise serves it (admin, home page, API docs assets).

@@ -139,8 +139,10 @@ def deliveries_retry_matching(
     while True:
         now = timezone.now()
         with transaction.atomic():
+            # Only the delivery rows (`of`): the join would lock the webhook's row too,
+            # so a concurrent run would skip all its deliveries, and recorders would wait.
             ids = list(
-                matching.select_for_update(skip_locked=True)
+                matching.select_for_update(skip_locked=True, of=("self",))
                 .order_by("created")
                 .values_list("id", flat=True)[:batch_size]
             )

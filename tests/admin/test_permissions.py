@@ -8,6 +8,7 @@ registry tests fail when one is added without a permission or without a row here
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from django.contrib.auth.models import Permission, User
 from django.db.models import Model
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 import events
 from ctrlplane.tenants.models import ApiKey, Tenant
@@ -129,6 +131,77 @@ VIEWS = [
         _hook,
         lambda hook: webhook_secret_current(webhook=hook),
         "webhooks_webhook_change",
+    ),
+]
+
+
+def _hook_that_missed_an_event(tenant: Tenant) -> Webhook:
+    return _exhausted_delivery(tenant).webhook
+
+
+@dataclass(frozen=True)
+class ButtonCase:
+    """A button on an object's page: a POST form to a custom admin URL."""
+
+    url_name: str
+    permission: str
+    target: Callable[[Tenant], Model]
+    state: Callable[[Any], object]  # what the button changes
+    linked_from: str  # the page that shows the button (URL name, takes the same pk)
+    data: Callable[[], dict[str, str]] = dict
+
+    def __str__(self) -> str:
+        return self.url_name
+
+
+def _recover_since() -> dict[str, str]:
+    since = timezone.now() - timedelta(hours=1)
+    return {"since": since.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+BUTTONS = [
+    ButtonCase(
+        "webhooks_webhook_send_test",
+        "webhooks.change_webhook",
+        _hook,
+        lambda hook: Delivery.objects.filter(webhook=hook, event_type="webhook.test").count(),
+        "webhooks_webhook_change",
+    ),
+    ButtonCase(
+        "webhooks_webhook_rotate_secret",
+        "webhooks.change_webhook",
+        _hook,
+        lambda hook: webhook_secret_current(webhook=hook),
+        "webhooks_webhook_change",
+    ),
+    ButtonCase(
+        "webhooks_webhook_disable",
+        "webhooks.change_webhook",
+        _hook,
+        lambda hook: Webhook.objects.get(pk=hook.pk).active,
+        "webhooks_webhook_change",
+    ),
+    ButtonCase(
+        "webhooks_webhook_enable",
+        "webhooks.change_webhook",
+        _disabled_hook,
+        lambda hook: Webhook.objects.get(pk=hook.pk).active,
+        "webhooks_webhook_change",
+    ),
+    ButtonCase(
+        "webhooks_webhook_recover",
+        "webhooks.change_webhook",
+        _hook_that_missed_an_event,
+        lambda hook: list(Delivery.objects.filter(webhook=hook).values_list("status", flat=True)),
+        "webhooks_webhook_change",
+        _recover_since,
+    ),
+    ButtonCase(
+        "webhooks_delivery_retry",
+        "webhooks.retry_delivery",
+        _exhausted_delivery,
+        lambda delivery: Delivery.objects.values_list("status", "next_trigger").get(pk=delivery.pk),
+        "webhooks_delivery_change",
     ),
 ]
 
@@ -271,6 +344,41 @@ def test_a_user_with_the_permission_opens_the_view(client, tenant, case):
     assert case.secret(obj) in response.content.decode()
 
 
+# -- buttons on the pages ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("lesser", LESSER)
+@pytest.mark.parametrize("case", BUTTONS, ids=str)
+def test_a_lesser_user_gets_no_button_and_a_403_from_its_url(client, tenant, case, lesser):
+    staff = _staff(client, LESSER[lesser](case))
+    obj = case.target(tenant)
+    url = reverse(f"admin:{case.url_name}", args=[obj.pk])
+    before = case.state(obj)
+
+    page = staff.get(reverse(f"admin:{case.linked_from}", args=[obj.pk]))
+    assert page.status_code == 200
+    assert url not in page.content.decode()
+    assert staff.get(url).status_code == 403
+    assert staff.post(url, case.data()).status_code == 403
+    assert case.state(obj) == before
+
+
+@pytest.mark.parametrize("case", BUTTONS, ids=str)
+def test_a_user_with_the_permission_presses_the_button(client, tenant, case):
+    staff = _staff(client, [*_view_only(), _permission(case.permission)])
+    obj = case.target(tenant)
+    url = reverse(f"admin:{case.url_name}", args=[obj.pk])
+    before = case.state(obj)
+
+    assert url in staff.get(reverse(f"admin:{case.linked_from}", args=[obj.pk])).content.decode()
+    assert staff.get(url).status_code == 405  # a button is a POST; a link cannot act
+    assert case.state(obj) == before
+    response = staff.post(url, case.data())
+
+    assert response.status_code in (200, 302)
+    assert case.state(obj) != before
+
+
 def test_every_custom_admin_view_is_in_the_table():
     custom = set()
     for model, model_admin in admin.site._registry.items():
@@ -280,4 +388,4 @@ def test_every_custom_admin_view_is_in_the_table():
         standard = {f"{info}_{page}" for page in ("changelist", "add", "history", "delete")}
         standard.add(f"{info}_change")
         custom |= {p.name for p in model_admin.get_urls() if p.name and p.name not in standard}
-    assert custom == {case.url_name for case in VIEWS}
+    assert custom == {case.url_name for case in [*VIEWS, *BUTTONS]}

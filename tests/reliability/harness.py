@@ -5,16 +5,17 @@ import contextlib
 import os
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from standardwebhooks.webhooks import Webhook as StandardWebhook
 
 from tests.worker_process import worker_process
 from webhooks.delivery.sweeper import deliveries_sweep
-from webhooks.models import Delivery, DeliveryStatus, Webhook
+from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
 from webhooks.services import webhook_create, webhook_secret_current
 
 # RELIABILITY_EVENTS=10000 runs the long form (docs/reliability.md); CI runs the short one.
@@ -165,3 +166,57 @@ def verify(
         unexpected=unexpected,
         late_duplicates=late_duplicates,
     )
+
+
+@dataclass
+class Ledger:
+    """What each delivery's attempts say about who wrote its final state."""
+
+    problems: list[str] = field(default_factory=list)
+    # Attempts on record that did not make the delivery's final state: retries, and a
+    # stale worker's results (on record, changing nothing).
+    earlier_attempts: int = 0
+    # Deliveries sent more than once: a worker's claim was taken back and claimed again.
+    reclaimed: int = 0
+
+
+def ledger_check() -> Ledger:
+    """Each delivery's final state was written by the claim that made its last counted
+    attempt: no attempt number recorded twice or beyond the delivery's count, and a
+    succeeded delivery holds the answer (status and time) of its last attempt, not an
+    earlier one a stale worker recorded late."""
+    ledger = Ledger()
+    attempts: dict[str, dict[int, tuple[int | None, datetime]]] = defaultdict(dict)
+    for delivery_id, number, code, started, duration_ms in Attempt.objects.values_list(
+        "delivery_id", "attempt_number", "response_status", "started_at", "duration_ms"
+    ):
+        if number in attempts[delivery_id]:
+            ledger.problems.append(f"{delivery_id}: attempt {number} recorded twice")
+        answered = started + timedelta(milliseconds=duration_ms)
+        attempts[delivery_id][number] = (code, answered)
+    rows = Delivery.objects.values_list(
+        "id", "status", "attempts", "last_status_code", "delivered_at"
+    )
+    for pk, status, counted, last_code, delivered_at in rows:
+        recorded = attempts.get(pk, {})
+        if recorded and max(recorded) > counted:
+            ledger.problems.append(f"{pk}: attempt {max(recorded)} recorded, {counted} counted")
+        ledger.earlier_attempts += sum(1 for n in recorded if n < counted)
+        ledger.reclaimed += counted > 1
+        if status != DeliveryStatus.SUCCEEDED:
+            continue
+        if counted not in recorded:
+            ledger.problems.append(f"{pk}: succeeded, but its attempt {counted} is not on record")
+            continue
+        code, answered = recorded[counted]
+        if not _ok(code) or code != last_code:
+            ledger.problems.append(
+                f"{pk}: succeeded with {last_code}; attempt {counted} got {code}"
+            )
+        if delivered_at is None or delivered_at < answered:
+            ledger.problems.append(f"{pk}: marked delivered before attempt {counted} was answered")
+    return ledger
+
+
+def _ok(code: int | None) -> bool:
+    return code is not None and 200 <= code < 300

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import Counter
 
 import pytest
 from django.db import transaction
@@ -21,6 +22,7 @@ from tests.reliability.harness import (
     EVENTS,
     WORKER_ENV,
     apply_settings,
+    ledger_check,
     make_fleet,
     sweeping,
     verify,
@@ -29,6 +31,7 @@ from tests.reliability.harness import (
 )
 from tests.services import require_redis
 from tests.worker_process import worker_process
+from webhooks.models import Delivery
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 SETTLE = 60 + EVENTS / 20  # seconds for everything to reach a terminal state
@@ -78,6 +81,57 @@ def test_worker_killed_mid_delivery_more_than_once(tenant, receiver, settings):
     report("worker killed x3", verdict)
     assert verdict.lost == []
     assert len(ids) == EVENTS
+
+
+def test_a_stalled_then_killed_worker_writes_nothing_stale_while_its_leases_are_reclaimed(
+    tenant, receiver, settings
+):
+    """A worker freezes (SIGSTOP) mid-request for longer than its lease: the sweeper takes
+    its deliveries back and a second worker claims and sends them again. The frozen worker
+    then wakes up holding claims that are no longer its own, and records its late answers,
+    renews and gives back leases for a while, and is SIGKILLed with fresh claims in
+    flight, which the sweeper takes back in turn. None of its stale writes may land.
+
+    Every answer carries its own status code (200-206 in turn), so a stale answer that
+    settled a delivery would show as a status its last attempt did not get. Nothing may be
+    lost; on an overloaded machine a delivery may still be exhausted (its attempts timed
+    out on the sender's side), which is not a stale write and is only reported."""
+    apply_settings(settings)
+    answers = itertools.count()
+
+    def slow(request):
+        time.sleep(0.1)  # long enough that the frozen worker is caught mid-request
+        return Response(status=200 + next(answers) % 7)
+
+    fleet = make_fleet(tenant, receiver, handler=slow)
+    lease = float(WORKER_ENV["WEBHOOKS_SENDING_LEASE"])
+    ids: list[str] = []
+    with sweeping(interval=0.3):
+        publisher = publish_steadily(tenant, EVENTS, seconds=8, ids=ids)
+        with worker_process(env=WORKER_ENV) as stalled:
+            receiver.wait_for("/r0", 2, timeout=60)  # it is sending
+            stalled.send_signal(signal.SIGSTOP)
+            with workers(count=1):
+                time.sleep(lease + 3)  # its leases run out, are swept and claimed again
+                stalled.send_signal(signal.SIGCONT)
+                time.sleep(2)  # late answers recorded, leases renewed and given back, new claims
+                stalled.send_signal(signal.SIGKILL)
+                stalled.wait(10)
+                publisher.join(60)
+                wait_terminal(timeout=SETTLE)
+    verdict = verify(receiver, fleet, set(ids))
+    ledger = ledger_check()
+    report("worker stalled past its lease, then killed", verdict)
+    statuses = Counter(Delivery.objects.values_list("status", flat=True))
+    print(
+        f"[stale writes] {dict(statuses)}; {ledger.reclaimed} deliveries sent more than once, "
+        f"{ledger.earlier_attempts} attempts on record before each one's last, "
+        f"{len(ledger.problems)} inconsistencies"
+    )
+    assert len(ids) == EVENTS
+    assert verdict.lost == []
+    assert ledger.problems == []
+    assert ledger.reclaimed > 0  # the race happened: some leases were taken back
 
 
 def test_broker_restart_while_events_flow(tenant, receiver, settings):

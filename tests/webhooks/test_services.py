@@ -5,6 +5,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
+from events.models import EventRecord
 from webhooks.header_secrets import decrypt_headers
 from webhooks.models import Delivery, DeliveryStatus, Webhook, WebhookSecret
 from webhooks.secret_store import SecretUnavailable, decrypt_secret, reencrypt_secret
@@ -337,3 +338,14 @@ def test_sensitive_headers_no_key_decrypts_make_only_their_webhook_unavailable(t
 
     assert found.unavailable == {lost.pk}
     assert found.headers == {fine.pk: {"Authorization": "Bearer fine"}}
+
+
+def test_disabling_by_hand_still_announces_webhook_disabled(tenant):
+    hook = webhook_create(tenant=tenant, url=URL)
+    watcher = webhook_create(
+        tenant=tenant, url="https://ops.example.com/", event_types=["webhook.disabled"]
+    )
+    assert webhook_disable(webhook=hook, reason="by hand") is True
+    notice = EventRecord.objects.get(type="webhook.disabled")
+    assert notice.payload == {"webhook_id": hook.pk, "url": hook.url, "reason": "by hand"}
+    assert Delivery.objects.filter(webhook=watcher, event=notice).exists()

@@ -6,6 +6,7 @@ from rest_framework import serializers
 
 from events.models import EventRecord
 from events.serializers import EventOutput as EventOutput  # the views name it s.EventOutput
+from webhooks.explain import Verdict
 from webhooks.header_secrets import REDACTED, RULE
 from webhooks.models import Attempt, Delivery, Webhook
 
@@ -127,6 +128,35 @@ class EventDetailOutput(EventOutput):
     def get_deliveries(self, obj: EventRecord) -> dict[str, Any]:
         summary: dict[str, Any] = self.context["delivery_summary"]
         return DeliverySummary(summary).data
+
+
+class WebhookExplanationOutput(serializers.Serializer[Any]):
+    webhook_id = serializers.CharField()
+    url = serializers.CharField()
+    description = serializers.CharField()
+    event_types = serializers.ListField(child=serializers.CharField())
+    active = serializers.BooleanField(help_text="Whether the webhook is active now.")
+    received = serializers.BooleanField()
+    reason = serializers.ChoiceField(
+        source="verdict",
+        choices=[v.value for v in Verdict],
+        help_text=(
+            "`delivered`; or why not: `targeted_at_another_webhook` (a test event for "
+            "another webhook), `created_after_event`, `type_not_subscribed`, `disabled`, "
+            "`no_record` (subscribed and active now, but no delivery is on record)."
+        ),
+    )
+    detail = serializers.CharField(help_text="The reason in a sentence.")
+    delivery_id = serializers.CharField(allow_null=True)
+    delivery_status = serializers.CharField(allow_null=True)
+    attempts = serializers.IntegerField()
+    last_status_code = serializers.IntegerField(allow_null=True)
+
+
+class EventExplanationOutput(serializers.Serializer[Any]):
+    event_id = serializers.CharField()
+    event_type = serializers.CharField()
+    webhooks = WebhookExplanationOutput(many=True)
 
 
 class EventPublishInput(serializers.Serializer[Any]):

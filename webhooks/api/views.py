@@ -27,6 +27,7 @@ from events.services import event_publish_or_replay
 from webhooks import selectors
 from webhooks.api import serializers as s
 from webhooks.api.filters import DeliveryFilter, EventFilter
+from webhooks.explain import event_explain
 from webhooks.models import Delivery, Webhook
 from webhooks.recovery import delivery_retry, webhook_recover, webhook_send_test
 from webhooks.services import (
@@ -171,6 +172,19 @@ class EventViewSet(
         event = self.get_object()
         summary = selectors.event_delivery_summary(event=event)
         return Response(s.EventDetailOutput(event, context={"delivery_summary": summary}).data)
+
+    @extend_schema(
+        summary="Why each webhook did or did not receive the event",
+        description=(
+            "Every webhook of the tenant: those the event was delivered to, with the "
+            "delivery's outcome, then the others with the reason each did not get it."
+        ),
+        responses={200: s.EventExplanationOutput, **READ_ERRORS},
+    )
+    @action(detail=True, methods=["get"])
+    def explain(self, request: Request, pk: str | None = None) -> Response:
+        explanation = event_explain(event=self.get_object())
+        return Response(s.EventExplanationOutput(explanation).data)
 
     @extend_schema(
         summary="Publish an event",

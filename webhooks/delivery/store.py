@@ -339,9 +339,13 @@ def attempts_insert(rows: Sequence[AttemptRow], *, now: datetime) -> None:
 
 def leases_expired_lock(*, now: datetime, limit: int) -> list[Delivery]:
     """Lock up to `limit` deliveries whose lease ran out (their worker died), skipping
-    rows another sweeper or a recorder holds. Call inside a transaction."""
+    rows another sweeper or a recorder holds. Call inside a transaction.
+
+    Only the delivery rows are locked (`of`): locking the joined tenant row too would make
+    every other sweeper skip all of that tenant's deliveries, and block inserts that
+    reference the tenant until this transaction ends."""
     return list(
-        Delivery.objects.select_for_update(skip_locked=True)
+        Delivery.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(status=DeliveryStatus.SENDING, lease_expires_at__lte=now)
         .select_related("tenant")[:limit]
     )

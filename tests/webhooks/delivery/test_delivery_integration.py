@@ -12,7 +12,8 @@ from standardwebhooks.webhooks import Webhook as StandardWebhook
 import events
 from tests.receiver import hang, sequence, status, wait_until
 from tests.services import require_postgres
-from tests.webhooks.delivery.test_recorder import BOGUS_GZIP, break_secret
+from tests.webhooks.delivery.test_recorder import BOGUS_GZIP
+from tests.webhooks.delivery.test_sending import break_secret
 from webhooks.delivery.sweeper import deliveries_sweep
 from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
 from webhooks.services import webhook_create, webhook_secret_current, webhook_secret_rotate

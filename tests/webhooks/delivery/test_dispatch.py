@@ -1,8 +1,14 @@
-"""The dispatcher thread: coalescing hand-overs, and flushing."""
+"""The dispatcher thread: coalescing hand-overs, and flushing; a broker outage."""
 
 import threading
 
-from webhooks.delivery.dispatch import Dispatcher
+import events
+from tests.receiver import status, wait_until
+from tests.services import broker_down
+from webhooks.delivery.dispatch import Dispatcher, dispatches_flush
+from webhooks.delivery.sweeper import deliveries_sweep
+from webhooks.models import Delivery, DeliveryStatus
+from webhooks.services import webhook_create
 
 
 def test_ids_handed_over_while_a_send_is_under_way_go_out_together():
@@ -40,3 +46,22 @@ def test_a_failing_send_is_logged_and_does_not_stop_the_thread(caplog):
     assert dispatcher.flush(timeout=5)
     assert calls == [["a"], ["b"]]
     assert "dispatching 1 deliveries failed" in caplog.text
+
+
+def test_a_broker_outage_at_publish_loses_nothing_and_the_sweeper_dispatches_later(
+    celery_worker, receiver, tenant
+):
+    webhook_create(tenant=tenant, url=receiver.route("/hook", status(204)))
+    with broker_down():
+        event = events.publish("deploy.started", tenant=tenant)  # does not raise
+        assert dispatches_flush(timeout=30)
+    delivery = Delivery.objects.get(event_id=event.id)
+    assert delivery.status == DeliveryStatus.PENDING
+    assert delivery.dispatched_at is None  # marked for the sweeper
+    assert receiver.received == []
+
+    assert deliveries_sweep().dispatched == 1  # the broker is back
+
+    [request] = receiver.wait_for("/hook", 1)
+    assert request.headers["webhook-id"] == event.id
+    wait_until(lambda: Delivery.objects.get(pk=delivery.pk).status == DeliveryStatus.SUCCEEDED)

@@ -7,9 +7,11 @@ from django.db import transaction
 import events
 from events import runtime
 from events.bus import InMemoryBus
+from events.envelope import Event
 from events.models import EventRecord
-from webhooks.delivery.dispatch import dispatch_soon
-from webhooks.delivery.fanout import _INSERT_COLUMNS, deliveries_fan_out
+from events.services import service_notice_publish
+from webhooks.delivery.dispatch import deliveries_dispatch, dispatch_soon
+from webhooks.delivery.fanout import _INSERT_COLUMNS, _array_literal, deliveries_fan_out
 from webhooks.models import Delivery
 from webhooks.services import webhook_create
 
@@ -126,3 +128,56 @@ def test_the_event_log_insert_names_every_column_of_the_model():
     from events.services import _RECORD_COLUMNS
 
     assert sorted(_RECORD_COLUMNS) == sorted(f.column for f in EventRecord._meta.concrete_fields)
+
+
+# -- cost, matching, targets -----------------------------------------------------------
+
+
+@pytest.fixture
+def hook(tenant):
+    return webhook_create(tenant=tenant, url="https://hooks.example.com/in")
+
+
+def dispatches(callbacks) -> list:
+    """The on-commit callbacks that hand deliveries to the broker."""
+    handover = (deliveries_dispatch, dispatch_soon)
+    return [c for c in callbacks if getattr(c, "func", None) in handover]
+
+
+def test_fan_out_costs_the_same_queries_for_one_or_twenty_webhooks(
+    tenant, django_assert_max_num_queries, django_capture_on_commit_callbacks
+):
+    for i in range(20):
+        webhook_create(
+            tenant=tenant, url=f"https://hooks.example.com/{i}", event_types=["deploy.*"]
+        )
+    with django_capture_on_commit_callbacks() as callbacks, django_assert_max_num_queries(8):
+        events.publish("deploy.started", tenant=tenant)
+    assert Delivery.objects.count() == 20
+    assert len(dispatches(callbacks)) == 1  # one dispatch for the whole batch, after commit
+
+
+def test_no_matching_webhook_means_nothing_is_enqueued(tenant, django_capture_on_commit_callbacks):
+    webhook_create(tenant=tenant, url="https://hooks.example.com/h", event_types=["health.*"])
+    with django_capture_on_commit_callbacks() as callbacks:
+        events.publish("deploy.started", tenant=tenant)
+    assert dispatches(callbacks) == []
+    assert not Delivery.objects.exists()
+
+
+def test_events_not_in_the_event_log_are_not_fanned_out(hook):
+    assert deliveries_fan_out(Event(type="deploy.started", tenant_id="acme")) == []
+
+
+def test_a_test_event_goes_to_its_target_webhook_alone(tenant, hook):
+    other = webhook_create(tenant=tenant, url="https://hooks.example.com/other")
+    service_notice_publish("webhook.test", tenant=tenant, data={}, metadata={"webhook_id": hook.pk})
+    assert list(Delivery.objects.values_list("webhook_id", flat=True)) == [hook.pk]
+    assert not Delivery.objects.filter(webhook=other).exists()
+
+
+@pytest.mark.parametrize("value", ["a,b", "a}", '"a"', "", "a b", "ü"])
+def test_only_plain_ids_become_array_literals(value):
+    assert _array_literal(["dlv_01ABC", "42"]) == "{dlv_01ABC,42}"
+    with pytest.raises(ValueError, match="plain IDs"):
+        _array_literal(["dlv_01ABC", value])

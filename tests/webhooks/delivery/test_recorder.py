@@ -1,4 +1,6 @@
-"""Claiming and recording attempts: one tenant's bad result never fails another's.
+"""Recording: a batch of results becomes attempts on record and each delivery's next state,
+with its effects (quick retries, notices, the failure window, disabling). One tenant's bad
+result never fails another's, and a superseded result changes nothing.
 
 The batch tests drive the engine's three steps by hand (claim, send on one event loop,
 record), so every delivery is certainly in the same claim and the same recording batch:
@@ -9,27 +11,27 @@ import asyncio
 import json
 import logging
 import threading
-import time
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
-from cryptography.fernet import Fernet
 from django.db import connection
 from django.utils import timezone
 
 import events
+from events.models import EventRecord
 from tests.delivery import delivery_attempt
-from tests.receiver import drip, status
+from tests.receiver import sequence, status
 from tests.services import require_postgres
 from webhooks import conf
 from webhooks.delivery import recorder
+from webhooks.delivery.dispatch import deliveries_dispatch
 from webhooks.delivery.recorder import deliveries_record_results
 from webhooks.delivery.sending import SendJob, SendOutcome, job_request, job_send, jobs_claim
-from webhooks.delivery.store import deliveries_lease_renew, deliveries_release
 from webhooks.delivery.sweeper import deliveries_sweep
+from webhooks.delivery.transitions import GONE_ERROR
 from webhooks.delivery.transport import DeliveryResult, Transport
-from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook, WebhookSecret
+from webhooks.models import Attempt, Delivery, DeliveryStatus, Webhook
 from webhooks.services import webhook_create
 from webhooks.validation import network_policy
 
@@ -64,13 +66,6 @@ def attempt_of(webhook: Webhook) -> Attempt:
 
 
 BOGUS_GZIP = status(200, {"Content-Encoding": "gzip"}, b"\x1f\x8b\x08\x00bogus\x00")
-
-
-def break_secret(webhook: Webhook) -> None:
-    """Store the webhook's secret under a key the service does not have (as after a
-    WEBHOOKS_ENCRYPTION_KEYS change that dropped the old key)."""
-    foreign = Fernet(Fernet.generate_key()).encrypt(b"whsec_c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0")
-    WebhookSecret.objects.filter(webhook=webhook).update(ciphertext=foreign.decode())
 
 
 @pytest.mark.django_db(transaction=True)
@@ -174,51 +169,6 @@ def test_a_delivery_deleted_while_sending_does_not_fail_the_others(tenant, other
     assert attempt_of(fine).response_status == 204
 
 
-def test_an_undecryptable_secret_fails_its_delivery_alone(receiver, tenant, other_tenant, caplog):
-    broken = webhook_create(tenant=tenant, url=receiver.route("/a", status(204)))
-    healthy = webhook_create(tenant=other_tenant, url=receiver.route("/b", status(204)))
-    break_secret(broken)
-    ciphertext = WebhookSecret.objects.get(webhook=broken).ciphertext
-
-    with caplog.at_level(logging.ERROR, logger="webhooks.delivery.recorder"):
-        claim_send_record(publish_to(tenant) + publish_to(other_tenant))
-
-    assert len(receiver.requests_to("/b")) == 1
-    assert receiver.requests_to("/a") == []  # never sent unsigned
-    assert Delivery.objects.get(webhook=healthy).status == DeliveryStatus.SUCCEEDED
-    failed = Delivery.objects.get(webhook=broken)
-    # A failed attempt like any other: retried on schedule, in case the keys are fixed.
-    assert (failed.status, failed.attempts) == (DeliveryStatus.FAILED, 1)
-    assert failed.next_attempt_at is not None
-    attempt = attempt_of(broken)
-    assert (attempt.response_status, attempt.error_kind) == (None, "secret_unavailable")
-    assert "WEBHOOKS_ENCRYPTION_KEYS" in attempt.error_message
-    assert "WEBHOOKS_ENCRYPTION_KEYS" in failed.last_error
-    for text in (attempt.error_message, failed.last_error, caplog.text):
-        assert ciphertext not in text
-    assert broken.pk in caplog.text
-
-
-def test_an_answer_that_drips_in_is_recorded_as_a_timeout_within_webhooks_timeout(
-    receiver, tenant, settings
-):
-    settings.WEBHOOKS_TIMEOUT = 1
-    settings.WEBHOOKS_CONNECT_TIMEOUT = 1
-    hook = webhook_create(tenant=tenant, url=receiver.route("/drip", drip(b"x", 0.1, 40)))
-    [delivery] = publish_to(tenant)
-
-    started = time.monotonic()
-    outcome = delivery_attempt(delivery_id=delivery.pk)
-    elapsed = time.monotonic() - started
-
-    assert outcome is not None
-    assert outcome.status == DeliveryStatus.FAILED
-    attempt = attempt_of(hook)
-    assert (attempt.response_status, attempt.error_kind) == (None, "timeout")
-    assert 1000 <= attempt.duration_ms < 1400
-    assert elapsed < 1.8  # the attempt, plus claiming and recording it
-
-
 @pytest.mark.parametrize(
     "retry_after",
     [
@@ -270,12 +220,113 @@ def test_an_attempt_stores_at_most_the_limit_of_response_headers(receiver, tenan
     assert (attempt.response_status, attempt.response_body) == (200, "ok")
 
 
+# -- effects -------------------------------------------------------------------------------
+
+
+def claimed_at_attempt(tenant, attempt: int) -> SendJob:
+    """The tenant's one webhook's delivery, claimed for its `attempt`-th attempt."""
+    [delivery] = publish_to(tenant)
+    Delivery.objects.filter(pk=delivery.pk).update(attempts=attempt - 1)
+    [job] = jobs_claim(ids=[delivery.pk])
+    assert job.delivery.attempts == attempt
+    return job
+
+
+def dispatch_calls(callbacks) -> list[tuple[list[str], float | None]]:
+    return [
+        (c.args[0], c.keywords.get("countdown"))
+        for c in callbacks
+        if getattr(c, "func", None) is deliveries_dispatch
+    ]
+
+
+def test_a_retry_due_within_a_minute_goes_to_the_broker_after_commit_with_its_countdown(
+    tenant, django_capture_on_commit_callbacks, settings
+):
+    settings.WEBHOOKS_RETRY_JITTER = 0
+    webhook_create(tenant=tenant, url="https://a.example.com/in")
+    job = claimed_at_attempt(tenant, 1)  # the default schedule waits 5 s after it
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        [recorded] = deliveries_record_results(outcomes=[failed_outcome(job)])
+
+    assert recorded.status == DeliveryStatus.FAILED
+    assert dispatch_calls(callbacks) == [([job.delivery.pk], 5.0)]
+    row = Delivery.objects.get(pk=job.delivery.pk)
+    assert row.dispatched_at is not None
+    assert row.next_attempt_at > row.dispatched_at
+
+
+def test_a_later_retry_waits_in_the_database_for_the_sweeper(
+    tenant, django_capture_on_commit_callbacks
+):
+    webhook_create(tenant=tenant, url="https://a.example.com/in")
+    job = claimed_at_attempt(tenant, 2)  # the default schedule waits 300 s after it
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        deliveries_record_results(outcomes=[failed_outcome(job)])
+
+    assert dispatch_calls(callbacks) == []
+    row = Delivery.objects.get(pk=job.delivery.pk)
+    assert (row.status, row.dispatched_at) == (DeliveryStatus.FAILED, None)
+    assert row.next_attempt_at > timezone.now() + timedelta(seconds=200)
+
+
+def test_the_last_failed_attempt_exhausts_the_delivery_and_announces_it(tenant):
+    webhook_create(tenant=tenant, url="https://a.example.com/in")
+    job = claimed_at_attempt(tenant, len(conf.retry_schedule()))
+
+    [recorded] = deliveries_record_results(outcomes=[failed_outcome(job, 503)])
+
+    assert recorded.status == DeliveryStatus.EXHAUSTED
+    [notice] = EventRecord.objects.filter(type="delivery.exhausted")
+    assert notice.payload["delivery_id"] == job.delivery.pk
+    assert Delivery.objects.get(pk=job.delivery.pk).last_status_code == 503
+
+
+def test_410_gone_cancels_the_delivery_and_disables_its_webhook(tenant):
+    hook = webhook_create(tenant=tenant, url="https://a.example.com/in")
+    job = claimed_at_attempt(tenant, 1)
+    [waiting] = publish_to(tenant)
+
+    [recorded] = deliveries_record_results(outcomes=[failed_outcome(job, 410)])
+
+    assert recorded.status == DeliveryStatus.CANCELLED
+    hook.refresh_from_db()
+    assert not hook.active
+    row = Delivery.objects.get(pk=job.delivery.pk)
+    assert (row.status, row.last_error) == (DeliveryStatus.CANCELLED, GONE_ERROR)
+    assert Delivery.objects.get(pk=waiting.pk).status == DeliveryStatus.CANCELLED
+
+
+def test_a_superseded_result_has_no_effects(tenant, django_capture_on_commit_callbacks):
+    """A stale worker's result on the last attempt would exhaust, announce and count a
+    failure against the webhook; superseded, it does none of that."""
+    hook = webhook_create(tenant=tenant, url="https://a.example.com/in")
+    job_a = claimed_at_attempt(tenant, len(conf.retry_schedule()) - 1)
+    later = after_the_lease()
+    deliveries_sweep(now=later)
+    [job_b] = jobs_claim(ids=[job_a.delivery.pk], now=later)
+    stale = failed_outcome(job_a, 410)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        [recorded] = deliveries_record_results(outcomes=[stale])
+
+    assert recorded.status == "superseded"
+    assert dispatch_calls(callbacks) == []
+    hook.refresh_from_db()
+    assert (hook.active, hook.failing_since) == (True, None)
+    assert not EventRecord.objects.filter(type__startswith="delivery.").exists()
+    row = Delivery.objects.get(pk=job_a.delivery.pk)
+    assert (row.status, row.lease_token) == (DeliveryStatus.SENDING, job_b.claim.token)
+
+
 # -- stale writers -------------------------------------------------------------------------
 
 
-def failed_outcome(job: SendJob) -> SendOutcome:
+def failed_outcome(job: SendJob, code: int = 500) -> SendOutcome:
     now = timezone.now()
-    result = DeliveryResult(status_code=500, duration_ms=3, error_message="HTTP 500")
+    result = DeliveryResult(status_code=code, duration_ms=3, error_message=f"HTTP {code}")
     return SendOutcome(job=job, request=job_request(job, now=now), result=result, started_at=now)
 
 
@@ -301,44 +352,6 @@ def test_a_result_recorded_after_another_worker_reclaimed_the_delivery_leaves_it
     assert (row.status, row.attempts) == (DeliveryStatus.SENDING, job_b.delivery.attempts)
     assert row.lease_expires_at is not None
     assert Attempt.objects.get(delivery=row).attempt_number == 1
-
-
-def reclaimed_by_another_worker(tenant) -> tuple[SendJob, SendJob]:
-    """Worker A claimed attempt 1 and stalled past its lease; the sweeper took the
-    delivery back and worker B claimed attempt 2."""
-    webhook_create(tenant=tenant, url="https://a.example.com/in")
-    [delivery] = publish_to(tenant)
-    [job_a] = jobs_claim(ids=[delivery.pk])
-    later = after_the_lease()
-    deliveries_sweep(now=later)
-    [job_b] = jobs_claim(ids=[delivery.pk], now=later)
-    assert (job_a.delivery.attempts, job_b.delivery.attempts) == (1, 2)
-    return job_a, job_b
-
-
-def test_a_stale_worker_giving_a_delivery_back_leaves_the_newer_claim(tenant):
-    job_a, job_b = reclaimed_by_another_worker(tenant)
-    pk = job_a.delivery.pk
-
-    assert deliveries_release(claims={pk: job_a.claim}, delay=10) == 0
-
-    row = Delivery.objects.get(pk=pk)
-    assert (row.status, row.attempts) == (DeliveryStatus.SENDING, 2)  # B's claim, uncounted by A
-    assert deliveries_release(claims={pk: job_b.claim}, delay=10) == 1
-    row.refresh_from_db()
-    assert (row.status, row.attempts) == (DeliveryStatus.PENDING, 1)
-
-
-def test_a_stale_worker_cannot_extend_a_newer_claims_lease(tenant):
-    job_a, job_b = reclaimed_by_another_worker(tenant)
-    pk = job_a.delivery.pk
-    lease_b = Delivery.objects.get(pk=pk).lease_expires_at
-    far = timezone.now() + timedelta(days=1)
-
-    assert deliveries_lease_renew(claims={pk: job_a.claim}, until=far) == 0
-    assert Delivery.objects.get(pk=pk).lease_expires_at == lease_b
-    assert deliveries_lease_renew(claims={pk: job_b.claim}, until=far) == 1
-    assert Delivery.objects.get(pk=pk).lease_expires_at == far
 
 
 @pytest.mark.django_db(transaction=True)
@@ -383,3 +396,42 @@ def test_a_delivery_being_recorded_cannot_be_taken_back_and_reclaimed_under_the_
     assert recorded.status == DeliveryStatus.FAILED
     row = Delivery.objects.get(pk=delivery.pk)
     assert (row.status, row.attempts, row.last_status_code) == (DeliveryStatus.FAILED, 1, 500)
+
+
+# -- the webhook's failure window ----------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_continuous_failure_past_the_window_disables_the_webhook(receiver, tenant, settings):
+    settings.WEBHOOKS_DISABLE_AFTER = 3600
+    hook = webhook_create(tenant=tenant, url=receiver.route("/hook", status(500)))
+    watcher = webhook_create(
+        tenant=tenant, url="https://ops.example.com/", event_types=["webhook.disabled"]
+    )
+    Webhook.objects.filter(pk=hook.pk).update(failing_since=timezone.now() - timedelta(hours=2))
+    [delivery] = publish_to(tenant)
+
+    delivery_attempt(delivery_id=delivery.pk)
+
+    hook.refresh_from_db()
+    assert not hook.active
+    assert "failed" in hook.disabled_reason
+    assert Delivery.objects.get(pk=delivery.pk).status == DeliveryStatus.CANCELLED
+    notice = EventRecord.objects.get(type="webhook.disabled")
+    assert notice.payload["webhook_id"] == hook.pk
+    assert Delivery.objects.filter(webhook=watcher, event=notice).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_failures_inside_the_window_only_start_it_and_a_success_resets_it(receiver, tenant):
+    hook = webhook_create(
+        tenant=tenant, url=receiver.route("/hook", sequence(status(500), status(200)))
+    )
+    delivery_attempt(delivery_id=publish_to(tenant)[0].pk)
+    hook.refresh_from_db()
+    assert hook.active
+    assert hook.failing_since is not None
+    delivery_attempt(delivery_id=publish_to(tenant)[0].pk)
+    hook.refresh_from_db()
+    assert hook.failing_since is None
+    assert hook.last_success_at is not None

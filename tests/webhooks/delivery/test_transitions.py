@@ -14,6 +14,8 @@ from webhooks.delivery.retry_policy import RetryPolicy
 from webhooks.delivery.transitions import (
     GONE_ERROR,
     GONE_REASON,
+    INACTIVE_ERROR,
+    LOST_ERROR,
     SUCCESS_STAMP_RESOLUTION,
     CountFailure,
     CountSuccess,
@@ -27,7 +29,9 @@ from webhooks.delivery.transitions import (
     RetryAt,
     Status,
     WindowState,
+    lease_expired,
     transition,
+    webhook_inactive,
     window_transition,
 )
 from webhooks.models import DeliveryStatus
@@ -230,6 +234,68 @@ def test_the_statuses_are_the_models_statuses():
     assert {s.value for s in Status} == {s.value for s in DeliveryStatus}
 
 
+# -- a lost worker, a disabled webhook -----------------------------------------------------
+
+# Every status, with a few attempt counts each: only `sending` is held by anyone.
+HELD_OR_NOT = {
+    f"{status}-{attempts}": DeliveryState(status, attempts, last_error="earlier")
+    for status in Status
+    for attempts in (1, 4, 7, 8, 9)
+}
+
+
+def expected_lost(state: DeliveryState):
+    """The worker holding the delivery was lost: the attempt counts as failed with no
+    answer; retried at once while the schedule has attempts left, else exhausted."""
+    if state.status != Status.SENDING:
+        return state, ()
+    if state.attempts >= len(SCHEDULE):
+        return DeliveryState(Status.EXHAUSTED, state.attempts, last_error=LOST_ERROR), (
+            NotifyExhausted(status_code=None, error=LOST_ERROR),
+        )
+    return DeliveryState(
+        Status.FAILED, state.attempts, next_attempt_at=NOW, last_error=LOST_ERROR
+    ), ()
+
+
+@pytest.mark.parametrize("name", HELD_OR_NOT)
+def test_a_lease_that_ran_out(name):
+    state = HELD_OR_NOT[name]
+    got = lease_expired(state, policy=POLICY, now=NOW)
+    next_state, effects = expected_lost(state)
+    assert got.next_state == next_state
+    assert got.effects == effects
+    assert got.stale == (next_state is state)
+
+
+def test_a_lost_attempt_is_retried_undispatched_so_the_sweeper_that_recovers_it_sends_it():
+    got = lease_expired(DeliveryState(Status.SENDING, 1), policy=POLICY, now=NOW)
+    assert (got.next_state.next_attempt_at, got.next_state.dispatched_at) == (NOW, None)
+    assert got.next_state.last_status_code is None  # no answer, not the previous one's
+
+
+def test_a_lost_attempt_neither_counts_for_nor_against_the_webhook():
+    # The worker died, not the endpoint: nothing for the failure window, no retry effect.
+    for attempts in range(1, len(SCHEDULE) + 1):
+        got = lease_expired(DeliveryState(Status.SENDING, attempts), policy=POLICY, now=NOW)
+        assert not any(isinstance(e, CountFailure | CountSuccess | RetryAt) for e in got.effects)
+
+
+@pytest.mark.parametrize("name", HELD_OR_NOT)
+def test_a_claimed_delivery_of_a_disabled_webhook(name):
+    state = HELD_OR_NOT[name]
+    got = webhook_inactive(state)
+    if state.status == Status.SENDING:
+        assert got.next_state == DeliveryState(
+            Status.CANCELLED, state.attempts, last_error=INACTIVE_ERROR
+        )
+        assert not got.stale
+    else:  # taken back or settled meanwhile: nothing to cancel
+        assert got.stale
+        assert got.next_state is state
+    assert got.effects == ()
+
+
 # -- the failure window --------------------------------------------------------------------
 
 DAY = timedelta(days=1)
@@ -422,3 +488,23 @@ def test_the_window_disables_only_after_unbroken_failure_for_the_whole_grace(
     elif failed:
         assert got.next_state.failing_since is not None
         assert got.next_state.failing_since <= NOW
+
+
+@given(status=st.sampled_from(list(Status)), attempts=st.integers(0, 20), policy=policies)
+def test_only_a_held_delivery_is_taken_back_or_cancelled(status, attempts, policy):
+    state = DeliveryState(status, attempts, last_error="theirs")
+    lost = lease_expired(state, policy=policy, now=NOW)
+    inactive = webhook_inactive(state)
+    if status == Status.SENDING:
+        assert not lost.stale
+        assert not inactive.stale
+        assert lost.next_state.status in {Status.FAILED, Status.EXHAUSTED}
+        assert (lost.next_state.status == Status.EXHAUSTED) == (
+            attempts >= policy.retry.max_attempts
+        )
+        # Neither ever counts an attempt: the claim counted it.
+        assert lost.next_state.attempts == inactive.next_state.attempts == attempts
+    else:
+        assert lost.stale
+        assert inactive.stale
+        assert lost.next_state is inactive.next_state is state
