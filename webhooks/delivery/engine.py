@@ -9,7 +9,7 @@ share of the process per tenant and a lane per endpoint.
 
 The engine takes its parts as arguments: a `DeliveryStore` (claim, release, renew,
 record), a `Sender` (one attempt, never raising for network trouble), a policy (the
-settings, read again at every decision, so a change applies without a restart) and a
+settings, read again for every claim, so a change applies without a restart) and a
 monotonic clock. `get_engine()` wires the real ones (`engine_parts`); tests wire fakes and
 drive the engine step by step, without threads or sleeps:
 

@@ -49,7 +49,8 @@ class EnginePolicy:
     def tenant_max_held(self) -> int:
         """What a stalled tenant may hold: its in-flight share of `max_held`, so the
         backlog of one tenant's dead endpoints cannot leave others no room to claim."""
-        return max(1, self.max_held * min(self.per_tenant, self.senders) // self.senders)
+        senders = max(1, self.senders)
+        return max(1, self.max_held * min(self.per_tenant, senders) // senders)
 
     @property
     def renew_every(self) -> float:
@@ -57,7 +58,7 @@ class EnginePolicy:
 
 
 def engine_policy() -> EnginePolicy:
-    """The engine's policy from the settings, read at every decision."""
+    """The engine's policy from the settings, read again for every claim."""
     return EnginePolicy(
         senders=conf.engine_senders(),
         per_tenant=conf.engine_max_in_flight_per_tenant(),
