@@ -5,13 +5,13 @@ its store (the database) and its sender (the HTTP transport).
 """
 
 import logging
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import OperationalError, close_old_connections, connection
 from django.utils import timezone
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_incrementing
 
 from webhooks import conf
 from webhooks.delivery.lookups import LookupPool, lookup_owner
@@ -102,16 +102,18 @@ class DatabaseStore:
             close_old_connections()
 
     def record(self, outcomes: Sequence[SendOutcome]) -> list[AttemptOutcome]:
-        for attempt in range(1, RECORD_TRIES + 1):
-            try:
+        # A deadlock or serialisation failure rolls the whole batch back: record it again,
+        # on a fresh connection, a moment later.
+        for attempt in Retrying(
+            retry=retry_if_exception_type(OperationalError),
+            stop=stop_after_attempt(RECORD_TRIES),
+            wait=wait_incrementing(start=0.05, increment=0.05),
+            before_sleep=lambda _: close_old_connections(),
+            reraise=True,
+        ):
+            with attempt:
                 return deliveries_record_results(outcomes=outcomes)
-            except OperationalError:
-                # A deadlock or serialisation failure rolled the whole batch back: again.
-                if attempt == RECORD_TRIES:
-                    raise
-                close_old_connections()
-                time.sleep(0.05 * attempt)
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: the last failure is re-raised")
 
     def close(self) -> None:
         connection.close()

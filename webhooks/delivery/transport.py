@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import ipaddress
 import json
 import socket
@@ -26,7 +27,6 @@ from typing import Any
 import aiohttp
 import certifi
 from aiohttp.abc import AbstractResolver, ResolveResult
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from yarl import URL
 
 from webhooks.delivery.lookups import LookupPool
@@ -192,8 +192,12 @@ class PolicyResolver(AbstractResolver):
         pass
 
 
+@functools.lru_cache(maxsize=4096)
 def checked_url(raw_url: str, policy: NetworkPolicy) -> URL:
     """The URL to connect to, its host canonical, once the policy allowed it as written.
+
+    A pure function of the URL and the policy (no lookup happens here), so it is worked
+    out once per endpoint and policy, not once per request. A refusal is not cached.
 
     We classify the host ourselves instead of trusting the client's "is this an IP
     address" heuristic, which changes between versions (aiohttp before 3.14.1 connected
@@ -325,25 +329,35 @@ class Transport:
         self, request: OutgoingRequest, *, timeout: aiohttp.ClientTimeout, body_limit: int
     ) -> tuple[int, dict[str, str], bytes]:
         url = checked_url(request.url, self.policy)
-        # Only getting an answer is retried: once its status and headers arrived, the
-        # receiver has the request, and a failure reading the body is the attempt's.
-        # The caller's deadline covers both tries.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_is_connection_reset),
-            stop=stop_after_attempt(2),
-            reraise=True,
-        ):
-            with attempt:
-                response = await self._client(fresh=attempt.retry_state.attempt_number > 1).post(
-                    url,
-                    data=request.body,
-                    headers=dict(request.headers),
-                    allow_redirects=False,
-                    timeout=timeout,
-                )
+        # Only getting an answer is retried, once, on a fresh connection: once its status
+        # and headers arrived, the receiver has the request, and a failure reading the
+        # body is the attempt's. The caller's deadline covers both tries. (A plain second
+        # try: tenacity's per-call set-up cost more than the rest of a send's bookkeeping.)
+        try:
+            response = await self._post_once(url, request, timeout=timeout, fresh=False)
+        except Exception as exc:
+            if not _is_connection_reset(exc):
+                raise
+            response = await self._post_once(url, request, timeout=timeout, fresh=True)
         async with response:
             body = await _read_limited(response, body_limit)
             return response.status, dict(response.headers.items()), body
+
+    async def _post_once(
+        self,
+        url: URL,
+        request: OutgoingRequest,
+        *,
+        timeout: aiohttp.ClientTimeout,
+        fresh: bool,
+    ) -> aiohttp.ClientResponse:
+        return await self._client(fresh=fresh).post(
+            url,
+            data=request.body,
+            headers=dict(request.headers),
+            allow_redirects=False,
+            timeout=timeout,
+        )
 
 
 def _is_connection_reset(exc: BaseException) -> bool:
