@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import events
@@ -249,6 +250,22 @@ def test_a_stale_claim_cannot_renew_a_lease(hook, kind):
     assert row(pk) == before
     assert deliveries_lease_renew(claims={pk: held}, until=far) == 1
     assert row(pk)["lease_expires_at"] == far
+
+
+@pytest.mark.django_db
+def test_renewing_and_giving_back_many_claims_is_one_statement_on_postgresql(hook):
+    """A worker holds deliveries from hundreds of claims at once; renewing them claim by
+    claim took longer than the lease under load, and the sweeper took them back."""
+    require_postgres()
+    claims = {d.pk: claim(d.pk) for d in (publish(hook) for _ in range(12))}
+    assert len({c.token for c in claims.values()}) == 12
+    until = timezone.now() + timedelta(minutes=5)
+    with CaptureQueriesContext(connection) as renewing:
+        assert deliveries_lease_renew(claims=claims, until=until) == 12
+    with CaptureQueriesContext(connection) as giving_back:
+        assert deliveries_release(claims=claims, delay=0) == 12
+    assert (len(renewing.captured_queries), len(giving_back.captured_queries)) == (1, 1)
+    assert {row(pk)["status"] for pk in claims} == {DeliveryStatus.PENDING}
 
 
 @pytest.mark.parametrize("kind", STALE_KINDS)
