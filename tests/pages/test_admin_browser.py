@@ -8,31 +8,20 @@ scrolling. Deliveries are sent by this test process through the engine's synchro
 path (`delivery_attempt`) to a receiver on loopback; the web process hands its IDs to an
 in-memory broker no worker reads. Screenshots go to artifacts/ (git-ignored)."""
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
-import requests
 from django.contrib.auth.models import User
 from django.db import connection
 from django.utils import timezone
 
 import events
 from tests.delivery import delivery_attempt
-from tests.pages.test_browser import (
-    ARTIFACTS,
-    CHROMIUM_ARGS,
-    LOCAL_HOSTS,
-    ROOT,
-    chromium_path,
-    free_port,
-)
-from tests.receiver import sequence, status, wait_until
-from tests.worker_process import process_env
+from tests.pages.live import ARTIFACTS, LOCAL_HOSTS, chromium, web_server
+from tests.receiver import sequence, status
 from webhooks.models import Delivery, DeliveryStatus, Webhook
 from webhooks.rollups import RollupInput, attempts_rollup
 from webhooks.services import webhook_create, webhook_disable
@@ -45,53 +34,17 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(scope="module")
 def console(django_db_setup, tmp_path_factory) -> Iterator[str]:
-    """gunicorn serving the admin, allowed to register webhooks on loopback."""
-    tmp = tmp_path_factory.mktemp("console")
-    env = process_env(
-        {
-            "STATIC_ROOT": str(tmp / "static"),
-            "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prometheus"),
-            "DJANGO_SETTINGS_MODULE": "ctrlplane.settings",
-            "WEBHOOKS_ALLOWED_NETWORKS": "loopback",
-            "CELERY_BROKER_URL": "memory://",
-        }
-    )
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
-        cwd=ROOT, env=env, check=True, timeout=300,
-    )  # fmt: skip
-    port = free_port()
-    web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "ctrlplane.wsgi", "--bind", f"127.0.0.1:{port}",
-         "--workers", "1", "--threads", "4"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            return requests.get(f"{base}/healthz", timeout=5).status_code == 200
-        except requests.RequestException:
-            return web.poll() is not None
-
-    try:
-        wait_until(answers, timeout=60, interval=0.2)
-        assert web.poll() is None, "gunicorn exited"
+    """gunicorn serving the admin, allowed to register webhooks on loopback; the IDs it
+    hands to the broker go to an in-memory one no worker reads."""
+    extra = {"WEBHOOKS_ALLOWED_NETWORKS": "loopback", "CELERY_BROKER_URL": "memory://"}
+    with web_server(tmp_path_factory.mktemp("console"), extra) as base:
         yield base
-    finally:
-        web.terminate()
-        web.wait(20)
 
 
 @pytest.fixture(scope="module")
-def chromium(console) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    executable = chromium_path()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+def chromium_browser(console) -> Iterator[object]:
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(autouse=True)
@@ -165,11 +118,11 @@ def send(delivery_id: str) -> None:
 
 
 def test_an_operator_registers_tests_retries_and_reads_every_page(
-    console, chromium, transactional_db, tenant, receiver
+    console, chromium_browser, transactional_db, tenant, receiver
 ):
     User.objects.create_superuser("ops", "ops@example.com", PASSWORD)
     hook_url = receiver.route("/hook", sequence(status(200), status(500), status(200)))
-    light = Operator(chromium, console, "light")
+    light = Operator(chromium_browser, console, "light")
     page = light.page
 
     # Log in.
@@ -293,7 +246,7 @@ def test_an_operator_registers_tests_retries_and_reads_every_page(
         "event": f"/admin/events/eventrecord/{event.id}/change/",
         "attempts": "/admin/webhooks/attempt/",
     }
-    dark = Operator(chromium, console, "dark", storage=light.context.storage_state())
+    dark = Operator(chromium_browser, console, "dark", storage=light.context.storage_state())
     try:
         for operator in (light, dark):
             for name, path in pages.items():

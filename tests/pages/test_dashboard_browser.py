@@ -12,7 +12,7 @@ from django.utils import timezone
 
 import events
 from tests.pages import test_browser
-from tests.pages.test_browser import ARTIFACTS, LOCAL_HOSTS
+from tests.pages.live import ARTIFACTS, LOCAL_HOSTS
 from webhooks.models import Delivery, DeliveryStatus, Webhook
 from webhooks.rollups import RollupInput, attempts_rollup
 from webhooks.services import webhook_create, webhook_disable
