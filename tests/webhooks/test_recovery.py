@@ -4,17 +4,17 @@ All of them requeue through `store.deliveries_requeue`, which never touches a de
 being sent: the worker holding it finishes its attempt and records it.
 """
 
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 import events
 from events.models import EventRecord
 from tests.delivery import delivery_attempt
+from tests.locks import held_elsewhere
 from tests.receiver import status
 from tests.services import require_postgres
 from webhooks.delivery.dispatch import deliveries_dispatch
@@ -160,25 +160,8 @@ def test_retry_matching_is_not_held_up_by_a_lock_on_the_webhook(hook):
     retry locks delivery rows only, so it neither waits for nor skips them."""
     require_postgres()
     failed = [make_delivery(hook, status=DeliveryStatus.FAILED) for _ in range(2)]
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_webhook() -> None:
-        try:
-            with transaction.atomic():
-                list(Webhook.objects.select_for_update().filter(pk=hook.pk))
-                holding.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold_webhook)
-    thread.start()
-    assert holding.wait(10)
-    try:
+    with held_elsewhere(lambda: list(Webhook.objects.select_for_update().filter(pk=hook.pk))):
         assert deliveries_retry_matching(status=DeliveryStatus.FAILED) == 2
-    finally:
-        release.set()
-        thread.join(10)
     assert {Delivery.objects.get(pk=d.pk).status for d in failed} == {DeliveryStatus.PENDING}
 
 

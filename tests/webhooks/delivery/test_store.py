@@ -8,9 +8,7 @@ And no module but the store writes a delivery's state (the source scan at the en
 
 import ast
 import re
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 import events
+from tests.locks import held_elsewhere
 from tests.services import require_postgres
 from webhooks import conf
 from webhooks.delivery.store import (
@@ -99,28 +98,9 @@ def settled(claim: Claim, code: int = 204) -> DeliveryState:
     )
 
 
-@contextmanager
-def locked_elsewhere(pk: str) -> Iterator[None]:
+def locked_elsewhere(pk: str) -> AbstractContextManager[object]:
     """Hold a row lock on `pk` in another connection (a worker or sweeper mid-transaction)."""
-    holding, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        try:
-            with transaction.atomic():
-                list(Delivery.objects.select_for_update().filter(pk=pk))
-                holding.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold)
-    thread.start()
-    assert holding.wait(10)
-    try:
-        yield
-    finally:
-        release.set()
-        thread.join(10)
+    return held_elsewhere(lambda: list(Delivery.objects.select_for_update().filter(pk=pk)))
 
 
 # -- claiming ------------------------------------------------------------------------------

@@ -6,15 +6,15 @@ and was never handed to the broker, or was handed over so long ago the message i
 test_crash_recovery.py.)
 """
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 import events
 from events.models import EventRecord
+from tests.locks import held_elsewhere
 from tests.services import require_postgres
 from webhooks import conf
 from webhooks.delivery import sweeper
@@ -136,29 +136,15 @@ def test_concurrent_sweepers_recover_disjoint_deliveries_and_announce_each_once(
     require_postgres()
     last = len(conf.retry_schedule())
     lost = [stuck(hook, attempts=last) for _ in range(4)]
-    holding, release = threading.Event(), threading.Event()
-    held: list[str] = []
 
-    def another_sweeper_mid_sweep() -> None:
-        try:
-            with transaction.atomic():
-                held.extend(d.pk for d in leases_expired_lock(now=timezone.now(), limit=2))
-                holding.set()
-                release.wait(10)
-        finally:
-            connection.close()
+    def another_sweeper_mid_sweep() -> list[str]:
+        return [d.pk for d in leases_expired_lock(now=timezone.now(), limit=2)]
 
-    thread = threading.Thread(target=another_sweeper_mid_sweep)
-    thread.start()
-    assert holding.wait(10)
-    try:
+    with held_elsewhere(another_sweeper_mid_sweep) as held:
         assert deliveries_sweep().recovered == 2
         assert {d.pk for d in lost} - set(held) == set(
             Delivery.objects.filter(status=DeliveryStatus.EXHAUSTED).values_list("pk", flat=True)
         )
-    finally:
-        release.set()
-        thread.join(10)
     assert deliveries_sweep().recovered == 2  # the rest, once the other let go
     assert sorted(exhausted_notices()) == sorted(d.pk for d in lost)
 
@@ -218,24 +204,7 @@ def test_concurrent_sweepers_skip_rows_another_has_locked(hook):
     require_postgres()
     locked = make_delivery(hook, dispatched_at=None)
     free = make_delivery(hook, dispatched_at=None)
-    holding, release = threading.Event(), threading.Event()
-
-    def hold_lock() -> None:
-        try:
-            with transaction.atomic():
-                list(Delivery.objects.select_for_update().filter(pk=locked.pk))
-                holding.set()
-                release.wait(10)
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=hold_lock)
-    thread.start()
-    assert holding.wait(10)
-    try:
+    with held_elsewhere(lambda: list(Delivery.objects.select_for_update().filter(pk=locked.pk))):
         assert deliveries_sweep().dispatched == 1
         assert Delivery.objects.get(pk=free.pk).dispatched_at is not None
         assert Delivery.objects.get(pk=locked.pk).dispatched_at is None
-    finally:
-        release.set()
-        thread.join(10)
