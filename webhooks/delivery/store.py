@@ -223,47 +223,44 @@ def claimed_states_lock(ids: Collection[str]) -> dict[str, tuple[DeliveryState, 
 
 
 def deliveries_write(changes: Sequence[tuple[str, Claim, DeliveryState]], *, now: datetime) -> int:
-    """Move each held delivery to its new state: one UPDATE per distinct (claim, state),
-    so a batch of successes is a single statement. (bulk_update's CASE per row costs more
-    CPU than the rest of recording together.) Retries differ only in their jittered
-    `next_attempt_at`: on PostgreSQL a group of them is one UPDATE that takes the times
-    as an array, so an endpoint failing a whole batch costs one statement, not one per row."""
-    groups: dict[tuple[Claim, DeliveryState], list[tuple[str, datetime | None]]] = defaultdict(list)
+    """Move each held delivery to its new state, guarded by its own claim.
+
+    On PostgreSQL one UPDATE per distinct state, whatever the claims and the retry times:
+    the claims (token, attempt) and each row's `next_attempt_at` (jittered per retry) go in
+    as arrays, so a batch of successes, or an endpoint failing a whole batch, is a single
+    statement even when a backlog spread it over hundreds of claims. Elsewhere, one UPDATE
+    per (claim, state, time). (bulk_update's CASE per row costs more CPU than the rest of
+    recording together.)"""
+    if connection.vendor == "postgresql":
+        shapes: dict[DeliveryState, list[tuple[str, Claim, datetime | None]]] = defaultdict(list)
+        for pk, claim, state in changes:
+            shape = replace(state, attempts=0, next_attempt_at=None)
+            shapes[shape].append((pk, claim, state.next_attempt_at))
+        return sum(_write_shape(rows, shape, now=now) for shape, rows in shapes.items())
+    groups: dict[tuple[Claim, DeliveryState], list[str]] = defaultdict(list)
     for pk, claim, state in changes:
-        groups[(claim, replace(state, next_attempt_at=None))].append((pk, state.next_attempt_at))
-    written = 0
-    for (claim, state), rows in groups.items():
-        times = {at for _, at in rows}
-        if len(times) > 1 and connection.vendor == "postgresql":
-            written += _write_with_times(rows, claim, state, now=now)
-            continue
-        by_time: dict[datetime | None, list[str]] = defaultdict(list)
-        for pk, at in rows:
-            by_time[at].append(pk)
-        for at, ids in by_time.items():
-            written += _held(ids, claim).update(
-                status=state.status,
-                next_attempt_at=at,
-                dispatched_at=state.dispatched_at,
-                lease_token=None,
-                lease_expires_at=None,
-                next_trigger=AttemptTrigger.SCHEDULED,
-                last_status_code=state.last_status_code,
-                last_error=state.last_error,
-                delivered_at=state.delivered_at,
-                updated=now,
-            )
-    return written
+        groups[(claim, state)].append(pk)
+    return sum(
+        _held(ids, claim).update(
+            status=state.status,
+            next_attempt_at=state.next_attempt_at,
+            dispatched_at=state.dispatched_at,
+            lease_token=None,
+            lease_expires_at=None,
+            next_trigger=AttemptTrigger.SCHEDULED,
+            last_status_code=state.last_status_code,
+            last_error=state.last_error,
+            delivered_at=state.delivered_at,
+            updated=now,
+        )
+        for (claim, state), ids in groups.items()
+    )
 
 
-def _write_with_times(
-    rows: Sequence[tuple[str, datetime | None]],
-    claim: Claim,
-    state: DeliveryState,
-    *,
-    now: datetime,
+def _write_shape(
+    rows: Sequence[tuple[str, Claim, datetime | None]], shape: DeliveryState, *, now: datetime
 ) -> int:
-    """`deliveries_write` for one (claim, state) whose rows each have their own time."""
+    """`deliveries_write` on PostgreSQL for the rows moving to one state `shape`."""
     table = connection.ops.quote_name(Delivery._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
@@ -271,22 +268,23 @@ def _write_with_times(
             "dispatched_at = %s, lease_token = NULL, lease_expires_at = NULL, "
             "next_trigger = %s, last_status_code = %s, last_error = %s, delivered_at = %s, "
             "updated = %s "
-            "FROM unnest(%s::varchar[], %s::timestamptz[]) AS v(id, at) "
-            "WHERE d.id = v.id AND d.status = %s AND d.attempts = %s "
-            "AND d.lease_token IS NOT DISTINCT FROM %s",
+            "FROM unnest(%s::varchar[], %s::varchar[], %s::int[], %s::timestamptz[]) "
+            "AS v(id, token, attempt, at) "
+            "WHERE d.id = v.id AND d.status = %s AND d.attempts = v.attempt "
+            "AND d.lease_token IS NOT DISTINCT FROM v.token",
             [
-                state.status,
-                state.dispatched_at,
+                shape.status,
+                shape.dispatched_at,
                 AttemptTrigger.SCHEDULED.value,
-                state.last_status_code,
-                state.last_error,
-                state.delivered_at,
+                shape.last_status_code,
+                shape.last_error,
+                shape.delivered_at,
                 now,
-                [pk for pk, _ in rows],
-                [at for _, at in rows],
+                [pk for pk, _, _ in rows],
+                [claim.token or None for _, claim, _ in rows],
+                [claim.attempt for _, claim, _ in rows],
+                [at for _, _, at in rows],
                 DeliveryStatus.SENDING.value,
-                claim.attempt,
-                claim.token or None,
             ],
         )
         return int(cursor.rowcount)

@@ -248,6 +248,49 @@ def test_renewing_and_giving_back_many_claims_is_one_statement_on_postgresql(hoo
     assert {row(pk)["status"] for pk in claims} == {DeliveryStatus.PENDING}
 
 
+@pytest.mark.django_db
+def test_recording_many_claims_and_retry_times_is_one_statement_per_state_on_postgresql(hook):
+    """Under a backlog one batch of results spans many claims, and every retry has its own
+    jittered time: still one UPDATE per state the batch moves deliveries to."""
+    require_postgres()
+    claims = {d.pk: claim(d.pk) for d in (publish(hook) for _ in range(12))}
+    now = timezone.now()
+    changes = [
+        (
+            pk,
+            held,
+            DeliveryState(
+                status=Status.SUCCEEDED,
+                attempts=held.attempt,
+                last_status_code=204,
+                delivered_at=now,
+            ),
+        )
+        if i % 2
+        else (
+            pk,
+            held,
+            DeliveryState(
+                status=Status.FAILED,
+                attempts=held.attempt,
+                next_attempt_at=now + timedelta(seconds=60 + i),
+                last_status_code=503,
+            ),
+        )
+        for i, (pk, held) in enumerate(claims.items())
+    ]
+    with CaptureQueriesContext(connection) as recording:
+        assert deliveries_write(changes, now=now) == 12
+    assert len(recording.captured_queries) == 2
+    for i, pk in enumerate(claims):
+        got = row(pk)
+        if i % 2:
+            assert got["status"] == DeliveryStatus.SUCCEEDED
+        else:
+            assert got["status"] == DeliveryStatus.FAILED
+            assert Delivery.objects.get(pk=pk).next_attempt_at == now + timedelta(seconds=60 + i)
+
+
 @pytest.mark.parametrize("kind", STALE_KINDS)
 def test_a_stale_claim_cannot_record_a_state(hook, kind):
     pk, held = held_at_attempt_two(hook)
