@@ -125,7 +125,6 @@ class DeliveryEngine:
         self._held: dict[str, Claim] = {}  # delivery -> the claim this process holds it by
         self._room_used = 0  # held, plus reserved by tasks whose claim is under way
         self._closing = False
-        self._closed = False
         self._results: queue.SimpleQueue[SendOutcome] = queue.SimpleQueue()
         self._give_back: queue.SimpleQueue[tuple[list[str], float]] = queue.SimpleQueue()
         self._claims: queue.SimpleQueue[_ClaimRequest | None] = queue.SimpleQueue()  # None: stop
@@ -533,7 +532,6 @@ class DeliveryEngine:
             self._loop.close()
         with self._lock:
             left = len(self._held)
-            self._closed = True
         if left:
             logger.warning("%d deliveries still held at shutdown; their leases will run out", left)
 
@@ -557,10 +555,6 @@ class DeliveryEngine:
             thread.join(JOIN_SECONDS)
             if thread.is_alive():
                 logger.warning("the delivery engine's %s thread did not stop", name)
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
 
 _engine: DeliveryEngine | None = None

@@ -59,11 +59,13 @@ class EnginePolicy:
 
 def engine_policy() -> EnginePolicy:
     """The engine's policy from the settings, read again for every claim."""
+    # At least 1 each: a bad value is reported at start (webhooks.E009) but a settings
+    # change while running must not make the engine refuse jobs it already holds.
     return EnginePolicy(
-        senders=conf.engine_senders(),
-        per_tenant=conf.engine_max_in_flight_per_tenant(),
-        per_endpoint=conf.max_in_flight_per_endpoint(),
-        max_held=conf.engine_max_held(),
+        senders=max(1, conf.engine_senders()),
+        per_tenant=max(1, conf.engine_max_in_flight_per_tenant()),
+        per_endpoint=max(1, conf.max_in_flight_per_endpoint()),
+        max_held=max(1, conf.engine_max_held()),
         lane_max_queued=conf.lane_max_queued(),
         overflow_delay=conf.lane_overflow_delay(),
         lease=conf.sending_lease().total_seconds(),

@@ -17,7 +17,7 @@ deficit round robin with a quantum of one.
 """
 
 from collections import OrderedDict, defaultdict, deque
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -126,13 +126,6 @@ class FairScheduler(Generic[J]):
         if tenant is not None:
             return self._running_tenant.get(tenant, 0)
         return self._running
-
-    def waiting_total(self) -> int:
-        return sum(len(lane) for lane in self._lanes.values())
-
-    def waiting_jobs(self) -> Iterator[J]:
-        for lane in self._lanes.values():
-            yield from lane
 
     # -- bookkeeping ------------------------------------------------------------------------
     def _refresh(self, endpoint: Hashable) -> None:

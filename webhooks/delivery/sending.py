@@ -10,18 +10,16 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db import transaction
 from django.utils import timezone
 
 from webhooks import conf
 from webhooks.delivery.store import (
     Claim,
     claim_of,
-    claimed_states_lock,
     deliveries_claim,
     deliveries_write,
 )
-from webhooks.delivery.transitions import webhook_inactive
+from webhooks.delivery.transitions import DeliveryState, webhook_inactive
 from webhooks.delivery.transport import (
     DeliveryResult,
     OutgoingRequest,
@@ -115,18 +113,18 @@ def jobs_claim(
 
 
 def _inactive_cancel(deliveries: Sequence[Delivery], *, now: datetime) -> None:
-    held = {d.pk: claim_of(d) for d in deliveries}
-    with transaction.atomic():
-        current = claimed_states_lock(held)
-        changes = []
-        for pk, claim in held.items():
-            if pk not in current:
-                continue
-            state, holder = current[pk]
-            step = webhook_inactive(state)
-            if not step.stale and holder == claim:
-                changes.append((pk, claim, step.next_state))
-        deliveries_write(changes, now=now)
+    # Just claimed under this claim: the store's guard is all the check it needs.
+    deliveries_write(
+        [
+            (
+                d.pk,
+                claim_of(d),
+                webhook_inactive(DeliveryState(status=d.status, attempts=d.attempts)).next_state,
+            )
+            for d in deliveries
+        ],
+        now=now,
+    )
 
 
 async def job_send(job: SendJob, transport: Transport) -> SendOutcome:

@@ -226,16 +226,17 @@ def deliveries_write(changes: Sequence[tuple[str, Claim, DeliveryState]], *, now
     """Move each held delivery to its new state, guarded by its own claim.
 
     On PostgreSQL one UPDATE per distinct state, whatever the claims and the retry times:
-    the claims (token, attempt) and each row's `next_attempt_at` (jittered per retry) go in
-    as arrays, so a batch of successes, or an endpoint failing a whole batch, is a single
-    statement even when a backlog spread it over hundreds of claims. Elsewhere, one UPDATE
+    the claims (token, attempt) and each row's `next_attempt_at` and `dispatched_at`
+    (jittered per retry) go in as arrays, so a batch of successes, or an endpoint failing
+    a whole batch, is a single statement even when a backlog spread it over hundreds of
+    claims. Elsewhere, one UPDATE
     per (claim, state, time). (bulk_update's CASE per row costs more CPU than the rest of
     recording together.)"""
     if connection.vendor == "postgresql":
-        shapes: dict[DeliveryState, list[tuple[str, Claim, datetime | None]]] = defaultdict(list)
+        shapes: dict[DeliveryState, list[tuple[str, Claim, DeliveryState]]] = defaultdict(list)
         for pk, claim, state in changes:
-            shape = replace(state, attempts=0, next_attempt_at=None)
-            shapes[shape].append((pk, claim, state.next_attempt_at))
+            shape = replace(state, attempts=0, next_attempt_at=None, dispatched_at=None)
+            shapes[shape].append((pk, claim, state))
         return sum(_write_shape(rows, shape, now=now) for shape, rows in shapes.items())
     groups: dict[tuple[Claim, DeliveryState], list[str]] = defaultdict(list)
     for pk, claim, state in changes:
@@ -258,23 +259,22 @@ def deliveries_write(changes: Sequence[tuple[str, Claim, DeliveryState]], *, now
 
 
 def _write_shape(
-    rows: Sequence[tuple[str, Claim, datetime | None]], shape: DeliveryState, *, now: datetime
+    rows: Sequence[tuple[str, Claim, DeliveryState]], shape: DeliveryState, *, now: datetime
 ) -> int:
     """`deliveries_write` on PostgreSQL for the rows moving to one state `shape`."""
     table = connection.ops.quote_name(Delivery._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {table} AS d SET status = %s, next_attempt_at = v.at, "  # noqa: S608 - placeholders only
-            "dispatched_at = %s, lease_token = NULL, lease_expires_at = NULL, "
+            "dispatched_at = v.dispatched, lease_token = NULL, lease_expires_at = NULL, "
             "next_trigger = %s, last_status_code = %s, last_error = %s, delivered_at = %s, "
             "updated = %s "
-            "FROM unnest(%s::varchar[], %s::varchar[], %s::int[], %s::timestamptz[]) "
-            "AS v(id, token, attempt, at) "
+            "FROM unnest(%s::varchar[], %s::varchar[], %s::int[], %s::timestamptz[], "
+            "%s::timestamptz[]) AS v(id, token, attempt, at, dispatched) "
             "WHERE d.id = v.id AND d.status = %s AND d.attempts = v.attempt "
             "AND d.lease_token IS NOT DISTINCT FROM v.token",
             [
                 shape.status,
-                shape.dispatched_at,
                 AttemptTrigger.SCHEDULED.value,
                 shape.last_status_code,
                 shape.last_error,
@@ -283,7 +283,8 @@ def _write_shape(
                 [pk for pk, _, _ in rows],
                 [claim.token or None for _, claim, _ in rows],
                 [claim.attempt for _, claim, _ in rows],
-                [at for _, _, at in rows],
+                [state.next_attempt_at for _, _, state in rows],
+                [state.dispatched_at for _, _, state in rows],
                 DeliveryStatus.SENDING.value,
             ],
         )

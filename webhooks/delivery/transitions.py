@@ -199,7 +199,10 @@ def transition(
             base,
             status=Status.FAILED,
             next_attempt_at=retry.at,
-            dispatched_at=now if soon else None,
+            # Handed to the broker now, to run at `retry.at`: the sweeper counts the
+            # message lost only WEBHOOKS_REDISPATCH_AFTER past that, not past now (a
+            # countdown longer than that age would otherwise be sent twice).
+            dispatched_at=retry.at if soon else None,
         ),
         effects=(CountFailure(), retry),
     )

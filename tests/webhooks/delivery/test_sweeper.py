@@ -6,6 +6,7 @@ and was never handed to the broker, or was handed over so long ago the message i
 test_crash_recovery.py.)
 """
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -19,9 +20,10 @@ from tests.services import require_postgres
 from webhooks import conf
 from webhooks.delivery import sweeper
 from webhooks.delivery.dispatch import deliveries_dispatch
+from webhooks.delivery.recorder import transition_policy
 from webhooks.delivery.store import leases_expired_lock
 from webhooks.delivery.sweeper import deliveries_sweep
-from webhooks.delivery.transitions import LOST_ERROR
+from webhooks.delivery.transitions import LOST_ERROR, DeliveryState, Outcome, transition
 from webhooks.models import Delivery, DeliveryStatus
 from webhooks.services import webhook_create
 
@@ -176,6 +178,38 @@ def test_the_sweeper_dispatches_due_undispatched_deliveries_once(
     assert Delivery.objects.get(pk=future.pk).dispatched_at is None
     assert Delivery.objects.get(pk=sending.pk).dispatched_at is None
     assert deliveries_sweep().dispatched == 0  # now it is in flight
+
+
+def test_a_quick_retry_handed_to_the_broker_with_a_countdown_is_not_sent_again_meanwhile(
+    hook, settings, django_capture_on_commit_callbacks
+):
+    """A retry due in 50 s goes to the broker with that countdown; with the default 30 s
+    re-dispatch age the sweeper used to take it for lost 30 s later and send it twice."""
+
+    settings.WEBHOOKS_REDISPATCH_AFTER = 30
+    settings.WEBHOOKS_RETRY_JITTER = 0
+    policy = transition_policy()
+    start = timezone.now()
+    state = DeliveryState(status=DeliveryStatus.SENDING, attempts=1)
+    step = transition(
+        state,
+        Outcome(attempt=1, status_code=503, headers={"retry-after": "50"}),
+        policy=policy,
+        now=start,
+        rng=random.Random(0),
+    )
+    retry = make_delivery(
+        hook,
+        status=step.next_state.status,
+        next_attempt_at=step.next_state.next_attempt_at,
+        dispatched_at=step.next_state.dispatched_at,
+    )
+    with django_capture_on_commit_callbacks():
+        while_queued = deliveries_sweep(now=start + timedelta(seconds=45))
+        once_due = deliveries_sweep(now=start + timedelta(seconds=55))
+        lost = deliveries_sweep(now=start + timedelta(seconds=85))
+    assert (while_queued.dispatched, once_due.dispatched, lost.dispatched) == (0, 0, 1)
+    assert Delivery.objects.get(pk=retry.pk).dispatched_at == start + timedelta(seconds=85)
 
 
 def test_a_sweep_drains_a_backlog_larger_than_one_batch(

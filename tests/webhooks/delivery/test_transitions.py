@@ -149,7 +149,7 @@ def expected(state: DeliveryState, claimed: int, case: Case):
     delay = case.retry_after if case.retry_after is not None else SCHEDULE[state.attempts]
     at = NOW + timedelta(seconds=delay)
     soon = delay <= 60
-    return settled(Status.FAILED, next_attempt_at=at, dispatched_at=NOW if soon else None), (
+    return settled(Status.FAILED, next_attempt_at=at, dispatched_at=at if soon else None), (
         CountFailure(),
         RetryAt(at=at, countdown=float(delay) if soon else None),
     )
@@ -424,7 +424,7 @@ def test_the_next_try_is_never_in_the_past_nor_beyond_the_longest_wait(policy, o
             assert got.next_state.next_attempt_at == effect.at
             soon = (effect.at - NOW).total_seconds() <= policy.max_countdown
             assert (effect.countdown is not None) == soon
-            assert got.next_state.dispatched_at == (NOW if soon else None)
+            assert got.next_state.dispatched_at == (effect.at if soon else None)
 
 
 @given(policy=policies, outcome=outcomes, seed=st.integers())
