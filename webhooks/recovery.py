@@ -35,6 +35,8 @@ def delivery_retry(*, delivery: Delivery, trigger: str = AttemptTrigger.MANUAL) 
 
 
 RECOVER_MAX_AGE = timedelta(days=14)
+# What a recovery window sends again: deliveries that did not get through.
+RECOVERABLE = (DeliveryStatus.FAILED, DeliveryStatus.EXHAUSTED, DeliveryStatus.CANCELLED)
 
 
 def webhook_send_test(*, webhook: Webhook, source: str) -> Event:
@@ -86,8 +88,7 @@ def webhook_recover(*, webhook: Webhook, since: datetime, until: datetime | None
             "event_id", "status"
         )
     )
-    in_progress = {DeliveryStatus.SUCCEEDED, DeliveryStatus.PENDING, DeliveryStatus.SENDING}
-    retry_ids = [eid for eid, st in existing.items() if st not in in_progress]
+    retry_ids = [eid for eid, st in existing.items() if st in RECOVERABLE]
     types = dict(EventRecord.objects.filter(pk__in=event_ids).values_list("id", "type"))
     new_rows = [
         Delivery(
@@ -105,10 +106,12 @@ def webhook_recover(*, webhook: Webhook, since: datetime, until: datetime | None
     ]
     with transaction.atomic():
         Delivery.objects.bulk_create(new_rows, batch_size=1000)
+        # Locked and read again here: one that succeeded (or is being sent) since the
+        # read above is no longer missed, and is left alone.
         reset = list(
-            Delivery.objects.filter(webhook=webhook, event_id__in=retry_ids).values_list(
-                "id", flat=True
-            )
+            Delivery.objects.select_for_update(of=("self",))
+            .filter(webhook=webhook, event_id__in=retry_ids, status__in=RECOVERABLE)
+            .values_list("id", flat=True)
         )
         ids = [row.id for row in new_rows] + reset
         deliveries_requeue(ids=reset, trigger=AttemptTrigger.RECOVER, now=now)

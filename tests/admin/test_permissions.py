@@ -389,3 +389,23 @@ def test_every_custom_admin_view_is_in_the_table():
         standard.add(f"{info}_change")
         custom |= {p.name for p in model_admin.get_urls() if p.name and p.name not in standard}
     assert custom == {case.url_name for case in [*VIEWS, *BUTTONS]}
+
+
+def test_the_webhook_page_shows_its_deliveries_only_to_those_who_may_view_deliveries(
+    client, tenant
+):
+    hook = webhook_create(tenant=tenant, url="https://hooks.example.com/in")
+    events.publish("deploy.started", tenant=tenant)
+    delivery = Delivery.objects.get(webhook=hook)
+    page = reverse("admin:webhooks_webhook_change", args=[hook.pk])
+
+    staff = _staff(client, [_permission("webhooks.view_webhook")])
+    shown = staff.get(page)
+    assert shown.status_code == 200
+    assert delivery.pk not in shown.content.decode()
+    assert "Recent deliveries" not in shown.content.decode()
+
+    User.objects.get(username="operator").user_permissions.add(
+        _permission("webhooks.view_delivery")
+    )
+    assert delivery.pk in staff.get(page).content.decode()

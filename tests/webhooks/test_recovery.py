@@ -211,6 +211,24 @@ def test_recover_resends_what_the_webhook_missed_and_leaves_what_is_done_or_unde
     assert Delivery.objects.filter(pk=sending.pk).values().get() == before_sending
 
 
+def test_recover_leaves_alone_a_delivery_that_succeeded_after_it_was_read(
+    tenant, hook, monkeypatch
+):
+    since = timezone.now() - timedelta(minutes=5)
+    late = make_delivery(hook, status=DeliveryStatus.FAILED, attempts=1)
+    real_bulk_create = Delivery.objects.bulk_create
+
+    def succeeds_meanwhile(*args, **kwargs):  # between the read and the requeue
+        Delivery.objects.filter(pk=late.pk).update(status=DeliveryStatus.SUCCEEDED)
+        return real_bulk_create(*args, **kwargs)
+
+    monkeypatch.setattr(Delivery.objects, "bulk_create", succeeds_meanwhile)
+    webhook_recover(webhook=hook, since=since)
+
+    row = Delivery.objects.get(pk=late.pk)
+    assert (row.status, row.next_trigger) == (DeliveryStatus.SUCCEEDED, "scheduled")
+
+
 def test_recover_sends_a_test_event_to_its_target_alone(tenant, hook):
     other = webhook_create(tenant=tenant, url="https://other.example.com/in")
     since = timezone.now() - timedelta(minutes=1)

@@ -99,11 +99,13 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
         health += ["created", "updated"]
         if self.has_change_permission(request, obj):  # the reveal page's own rule
             health.append("signing_secret")
-        return [
+        sections: list[tuple[str, dict[str, list[str]]]] = [
             ("Health", {"fields": health}),
             ("Settings", {"fields": main}),
-            ("Recent deliveries", {"fields": ["recent_deliveries"]}),
         ]
+        if request.user.has_perm("webhooks.view_delivery"):  # as the delivery pages need
+            sections.append(("Recent deliveries", {"fields": ["recent_deliveries"]}))
+        return sections
 
     def get_readonly_fields(self, request: HttpRequest, obj: Webhook | None = None) -> Any:
         fields = list(self.readonly_fields)
@@ -409,6 +411,7 @@ class WebhookAdmin(admin.ModelAdmin[Webhook]):
 
     @admin.action(description="Enable", permissions=["change"])
     def enable(self, request: HttpRequest, queryset: QuerySet[Webhook]) -> None:
-        for webhook in queryset:
+        webhooks = list(queryset)
+        for webhook in webhooks:
             webhook_enable(webhook=webhook)
-        self.message_user(request, f"Enabled {queryset.count()} webhook(s).", messages.SUCCESS)
+        self.message_user(request, f"Enabled {len(webhooks)} webhook(s).", messages.SUCCESS)

@@ -14,18 +14,16 @@ from typing import Any
 from django.db.models import Count, F, Min, Q, QuerySet, Sum
 
 from ctrlplane.tenants.models import Tenant
+from webhooks.delivery.store import DUE_STATUSES
 from webhooks.models import (
     LATENCY_BOUNDS_MS,
     LATENCY_FIELDS,
     AttemptRollup,
     Delivery,
-    DeliveryStatus,
     RollupSpan,
     Webhook,
 )
 from webhooks.rollups import COUNT_COLUMNS, bucket_start
-
-DUE_STATUSES = (DeliveryStatus.PENDING, DeliveryStatus.FAILED)
 
 
 class Window(enum.Enum):
