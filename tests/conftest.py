@@ -141,8 +141,10 @@ _LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
 @pytest.fixture(scope="session", autouse=True)
 def _only_local_names_resolve() -> object:
     """The network rule, enforced: this process resolves only loopback names, so no test
-    sends a DNS query (or then a packet) anywhere else. Any other name fails as an
-    unknown name would, which is what tests of DNS failures want."""
+    sends a DNS query anywhere else (any other name fails as an unknown name would, which
+    is what tests of DNS failures want), and its sockets connect only to loopback
+    addresses, so an IP literal cannot leave either."""
+    import errno
     import ipaddress
     import socket
 
@@ -160,6 +162,35 @@ def _only_local_names_resolve() -> object:
                 ) from None
         return real(host, *args, **kwargs)
 
+    # An IP literal needs no lookup, so connecting is guarded too: a socket of this process
+    # (asyncio's included, which connects through it) reaches only loopback addresses.
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def refused(sock: socket.socket, address: object) -> str | None:
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            return None
+        host = address[0] if isinstance(address, tuple) else address
+        try:
+            if ipaddress.ip_address(str(host).split("%")[0]).is_loopback:
+                return None
+        except ValueError:
+            pass
+        return f"tests connect only to loopback addresses, not {host!r}"
+
+    def connect(self, address):  # type: ignore[no-untyped-def]
+        reason = refused(self, address)
+        if reason:
+            raise ConnectionRefusedError(errno.ECONNREFUSED, reason)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):  # type: ignore[no-untyped-def]
+        if refused(self, address):
+            return errno.ECONNREFUSED
+        return real_connect_ex(self, address)
+
     socket.getaddrinfo = guarded
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
     yield
     socket.getaddrinfo = real
+    socket.socket.connect, socket.socket.connect_ex = real_connect, real_connect_ex  # type: ignore[method-assign]
