@@ -2,7 +2,7 @@
 endpoint get this?" answered from the records. Reads only; the event page in the admin
 and GET /api/v1/events/{id}/explain/ both show what `event_explain` returns.
 
-The fan-out (webhooks.fanout) decides with the same inputs: the webhook's subscription
+The fan-out (webhooks.delivery.fanout) decides with the same inputs: the webhook's subscription
 matched with `events.patterns`, `active`, and a test event's target. What it decided is
 on record as a delivery row; for a webhook without one, the first rule that excludes it
 is the reason given. History not kept (when a webhook was disabled and enabled again)

@@ -58,7 +58,7 @@ class EventTypeFilter(admin.SimpleListFilter):
 
 
 class WebhookChangeList(ChangeList):
-    """Loads the 24-hour activity of the page's webhooks in two queries, not per row."""
+    """Loads the 24-hour activity of the page's webhooks in three queries, not per row."""
 
     def get_results(self, request: HttpRequest) -> None:
         super().get_results(request)

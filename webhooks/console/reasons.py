@@ -3,7 +3,7 @@
 Pure: it reads the delivery, its last attempt and the retry schedule it was given, and
 never the clock or the database, so a table of tests pins every sentence
 (tests/webhooks/console/test_reasons.py). The numbers it quotes are the ones the state
-machine used (`webhooks.transitions`): `attempts` counts every try, manual ones included,
+machine used (`webhooks.delivery.transitions`): `attempts` counts every try, manual ones included,
 and the wait before attempt n + 1 is the schedule's step n unless a Retry-After overrode it.
 """
 
